@@ -1,0 +1,33 @@
+# The two commands a new machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PY_SOURCES := operator tests
+
+.PHONY: setup test lint typecheck pytest demo proto clean
+
+setup:
+	@hack/setup.sh
+
+test: setup lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/oomforensics demo
+
+# Regenerate the protobuf module after editing profile.proto (the output is committed).
+proto: setup
+	cd operator/oomforensics/pprof && ../../../$(BIN)/python -m grpc_tools.protoc -I. \
+		--python_out=. --pyi_out=. profile.proto
+
+clean:
+	rm -rf $(VENV) demo-output .mypy_cache .pytest_cache .ruff_cache

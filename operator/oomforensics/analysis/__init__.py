@@ -1,0 +1,1 @@
+"""Pure analysis: compare snapshots, account for memory, name suspects. Data in, data out."""

@@ -1,0 +1,1 @@
+"""The `oomforensics` command line."""

@@ -1,0 +1,43 @@
+"""Read snapshots from local disk: a heap.pb.gz file or a snapshot directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oomforensics.analysis.snapshot import (
+    GOROUTINE_TEXT,
+    HEAP_PROFILE,
+    HEAP_TEXT,
+    MANIFEST,
+    Snapshot,
+    snapshot_from_files,
+)
+from oomforensics.cli.errors import UsageError
+from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED
+from oomforensics.pprof.errors import ProfileError
+from oomforensics.pprof.profile import parse_profile
+
+SNAPSHOT_FILES = (HEAP_PROFILE, HEAP_TEXT, GOROUTINE_TEXT, MANIFEST)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """A directory is read as a snapshot; any other file as a bare heap profile."""
+    if path.is_dir():
+        files = {name: _read(path / name) for name in SNAPSHOT_FILES if (path / name).is_file()}
+        if HEAP_PROFILE not in files:
+            raise UsageError(f"{path}: not a snapshot directory (no {HEAP_PROFILE} in it)")
+        return snapshot_from_files(str(path), files)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    try:
+        return Snapshot(source=str(path), profile=parse_profile(_read(path)))
+    except ProfileError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _read(path: Path) -> bytes:
+    # Refuse before reading: a profile file larger than the decompression cap is not a profile.
+    size = path.stat().st_size
+    if size > DEFAULT_MAX_DECOMPRESSED:
+        raise UsageError(f"{path}: {size} bytes is too large for a profile")
+    return path.read_bytes()

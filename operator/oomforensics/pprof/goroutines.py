@@ -1,0 +1,84 @@
+"""Parse `/debug/pprof/goroutine?debug=1`: the total and each distinct stack with its count."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from oomforensics.pprof.errors import InvalidProfile
+from oomforensics.pprof.textformat import (
+    DEFAULT_MAX_TEXT,
+    decode_text,
+    first_line,
+    frame_function,
+    snippet,
+)
+
+_HEADER = re.compile(r"^goroutine profile: total (\d+)$")
+_GROUP = re.compile(r"^(\d+) @((?: 0x[0-9a-fA-F]+)*)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineGroup:
+    count: int
+    functions: tuple[str, ...]  # leaf first
+
+    @property
+    def entry(self) -> str:
+        """What started these goroutines: the outermost frame outside the runtime.
+
+        The leaf is nearly always a runtime wait (runtime.gopark); the outermost frame names
+        the goroutine (net/http.(*persistConn).readLoop, main.worker).
+        """
+        for name in reversed(self.functions):
+            if not name.startswith("runtime."):
+                return name
+        return self.functions[-1] if self.functions else "<unknown>"
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineDump:
+    total: int
+    groups: tuple[GoroutineGroup, ...]
+
+    def by_entry(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for group in self.groups:
+            counts[group.entry] += group.count
+        return counts
+
+
+def parse_goroutine_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> GoroutineDump:
+    lines = decode_text(data, "goroutine profile in debug=1 text form", max_bytes)
+    start, head = first_line(lines)
+    header = _HEADER.match(head)
+    if header is None:
+        hint = " (this looks like debug=2 output)" if head.startswith("goroutine ") else ""
+        raise InvalidProfile(
+            "not a goroutine profile in debug=1 text form: expected "
+            f"'goroutine profile: total N', got {snippet(head)}{hint}"
+        )
+    groups: list[GoroutineGroup] = []
+    count: int | None = None
+    functions: list[str] = []
+    for line in lines[start + 1 :]:
+        group = _GROUP.match(line)
+        if group:
+            if count is not None:
+                groups.append(GoroutineGroup(count, tuple(functions)))
+            count, functions = int(group.group(1)), []
+            continue
+        function = frame_function(line)
+        if function is not None and count is not None:
+            functions.append(function)
+    if count is not None:
+        groups.append(GoroutineGroup(count, tuple(functions)))
+    return GoroutineDump(int(header.group(1)), tuple(groups))
+
+
+def goroutine_growth(base: GoroutineDump, new: GoroutineDump) -> list[tuple[str, int]]:
+    """Change in goroutine count per entry function, largest growth first (zero changes omitted)."""
+    before, after = base.by_entry(), new.by_entry()
+    changes = [(name, after[name] - before[name]) for name in before.keys() | after.keys()]
+    return sorted(((name, delta) for name, delta in changes if delta), key=lambda c: (-c[1], c[0]))
