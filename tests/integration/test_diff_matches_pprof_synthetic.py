@@ -44,10 +44,16 @@ def write(tmp: Path, name: str, sample_list, drop: str) -> Path:
     return path
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(base=samples, new=samples, drop=drops,
-       index=st.sampled_from(["inuse_space", "inuse_objects", "alloc_space"]),
-       mode=st.sampled_from(list(BaseMode)))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=samples,
+    new=samples,
+    drop=drops,
+    index=st.sampled_from(["inuse_space", "inuse_objects", "alloc_space"]),
+    mode=st.sampled_from(list(BaseMode)),
+)
 def test_generated_profiles_diff_exactly_like_pprof(tmp_path, base, new, drop, index, mode):
     base_path = write(tmp_path, "base.pb.gz", base, drop)
     new_path = write(tmp_path, "new.pb.gz", new, drop)

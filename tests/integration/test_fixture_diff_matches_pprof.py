@@ -68,7 +68,7 @@ def test_base_mode_and_alloc_space_also_match(snapshots, capsys):
 
 
 def test_memory_and_goroutines_come_from_the_text_profiles(snapshots, capsys):
-    mode, base, new = snapshots
+    _, base, new = snapshots
     result = diff_json(capsys, str(base), str(new))
     memory = result["memory"]
     for key in ("HeapInuse", "HeapSys", "StackInuse", "StackSys", "MaxRSS", "rssBytes"):

@@ -35,8 +35,13 @@ class ProfileBuilder:
         for kind, unit in self.sample_types:
             m.sample_type.add(type=self._s(kind), unit=self._s(unit))
         m.default_sample_type = self._s(self.sample_types[-1][0])
-        m.mapping.add(id=1, memory_start=0x400000, memory_limit=0x800000,
-                      filename=self._s(self.mapping_file), has_functions=True)
+        m.mapping.add(
+            id=1,
+            memory_start=0x400000,
+            memory_limit=0x800000,
+            filename=self._s(self.mapping_file),
+            has_functions=True,
+        )
         m.drop_frames = self._s(self.drop_frames)
         m.keep_frames = self._s(self.keep_frames)
         m.period_type.type = self._s("space")
@@ -54,7 +59,9 @@ class ProfileBuilder:
             fid = len(self._functions) + 1
             self._functions[name] = fid
             self._message.function.add(
-                id=fid, name=self._s(name), system_name=self._s(name),
+                id=fid,
+                name=self._s(name),
+                system_name=self._s(name),
                 filename=self._s("/src/" + name.split(".")[0] + ".go"),
             )
         return self._functions[name]

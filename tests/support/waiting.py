@@ -9,9 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(
-    probe: Callable[[], T | None], timeout: float = 30.0, what: str = "condition"
-) -> T:
+def eventually(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
     """Call `probe` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     delay = 0.02

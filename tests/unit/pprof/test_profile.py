@@ -93,7 +93,8 @@ def test_oversized_raw_profile_is_rejected_before_parsing():
 def test_drop_frames_prunes_like_pprof():
     # pprof drops the matched frame and everything beneath it, once a user frame is above.
     builder = ProfileBuilder(drop_frames="runtime\\..*")
-    builder.sample([["runtime.mallocgc"], ["runtime.makeslice"], ["main.a"], ["main.main"]],
-                   1, 1, 1, 100)
+    builder.sample(
+        [["runtime.mallocgc"], ["runtime.makeslice"], ["main.a"], ["main.main"]], 1, 1, 1, 100
+    )
     profile = parse_profile(builder.serialize())
     assert list(profile.stacks) == [("main.a", "main.main")]
