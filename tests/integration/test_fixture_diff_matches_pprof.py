@@ -8,24 +8,13 @@ import pytest
 
 from oomforensics.cli.main import main
 from tests.support.gopprof import pprof_top
-from tests.support.leaky import LeakyService
-from tests.support.snapshots import take_snapshot, wait_for_progress
 
 pytestmark = pytest.mark.gotool
 
-MODES = ["tls403", "mapcache", "goroutines", "mmap", "bufferlog", "steady"]
 
-
-@pytest.fixture(scope="module", params=MODES)
-def snapshots(request, tmp_path_factory) -> tuple[str, Path, Path]:
-    mode = request.param
-    out = tmp_path_factory.mktemp(mode)
-    with LeakyService(mode, "-rate", "100") as svc:
-        wait_for_progress(svc, steps=5, gcs=1)
-        base = take_snapshot(svc, out / "base")
-        wait_for_progress(svc, steps=60, gcs=2)
-        new = take_snapshot(svc, out / "new")
-    return mode, base, new
+@pytest.fixture
+def snapshots(mode_snapshots) -> tuple[str, Path, Path]:
+    return mode_snapshots.mode, mode_snapshots.base, mode_snapshots.new
 
 
 def diff_json(capsys, *args: str) -> dict:

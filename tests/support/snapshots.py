@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from oomforensics.pprof.heaptext import parse_heap_text
@@ -36,5 +37,10 @@ def take_snapshot(svc: LeakyService, directory: Path) -> Path:
     (directory / "heap.txt").write_bytes(svc.get("/debug/pprof/heap?debug=1"))
     (directory / "goroutine.txt").write_bytes(svc.get("/debug/pprof/goroutine?debug=1"))
     rss = int(svc.metrics()["process_resident_memory_bytes"])
-    (directory / "manifest.json").write_text(json.dumps({"rssBytes": rss, "mode": svc.mode}))
+    manifest = {
+        "capturedAt": datetime.now(UTC).isoformat(),
+        "rssBytes": rss,
+        "mode": svc.mode,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
     return directory

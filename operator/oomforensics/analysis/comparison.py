@@ -6,12 +6,16 @@ tools, so change them only additively.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oomforensics.analysis.accounting import MemoryAccount
+from oomforensics.analysis.findings import Analysis, analyse
 from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.trend import TrendReport, function_trends
+from oomforensics.analysis.verdict import write_verdict
 from oomforensics.pprof.diff import BaseMode, HeapDiff, diff_profiles
-from oomforensics.pprof.goroutines import goroutine_growth
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +42,13 @@ class Comparison:
     heap: HeapDiff
     memory: MemoryComparison
     goroutines: GoroutineComparison
-    # Filled by the forensic analysis; empty until it has something to say.
-    suspects: tuple[dict[str, Any], ...] = ()
-    findings: tuple[dict[str, Any], ...] = ()
-    verdict: str = ""
-    leak_suspected: bool = False
+    analysis: Analysis
+    verdict: str
+    trend: TrendReport | None = None  # over every snapshot, when three or more were given
+
+    @property
+    def leak_suspected(self) -> bool:
+        return self.analysis.leak_suspected
 
 
 def compare(
@@ -50,33 +56,44 @@ def compare(
     new: Snapshot,
     sample_index: str | int | None = "inuse_space",
     mode: BaseMode = BaseMode.DIFF_BASE,
+    series: Sequence[Snapshot] = (),
 ) -> Comparison:
+    """Compare `base` with `new`; with a `series` of three or more snapshots, add trends."""
+    trend = function_trends(series, sample_index) if len(series) >= 3 else None
+    analysis = analyse(base, new, trend)
     return Comparison(
         base=base,
         new=new,
         heap=diff_profiles(base.profile, new.profile, sample_index, mode),
-        memory=MemoryComparison(memory_figures(base), memory_figures(new)),
-        goroutines=_goroutines(base, new),
+        memory=MemoryComparison(
+            memory_figures(base, analysis.facts.base), memory_figures(new, analysis.facts.new)
+        ),
+        goroutines=GoroutineComparison(
+            base=analysis.facts.goroutines_base,
+            new=analysis.facts.goroutines_new,
+            growth=analysis.facts.goroutine_growth,
+        ),
+        analysis=analysis,
+        verdict=write_verdict(analysis),
+        trend=trend,
     )
 
 
-def memory_figures(snapshot: Snapshot) -> dict[str, int]:
-    """MemStats integer fields, plus rssBytes when the capture recorded the resident set."""
+def compare_series(
+    snapshots: Sequence[Snapshot],
+    sample_index: str | int | None = "inuse_space",
+    mode: BaseMode = BaseMode.DIFF_BASE,
+) -> Comparison:
+    """The first snapshot is the base, the last the new one; all of them make the trend."""
+    if len(snapshots) < 2:
+        raise ValueError("need at least two snapshots to compare")
+    return compare(snapshots[0], snapshots[-1], sample_index, mode, snapshots)
+
+
+def memory_figures(snapshot: Snapshot, account: MemoryAccount) -> dict[str, int]:
+    """MemStats integer fields, rssBytes when known, and the accounting's derived figures."""
     figures = snapshot.heap_text.memstats.integers() if snapshot.heap_text else {}
-    if snapshot.rss_bytes is not None:
-        figures["rssBytes"] = snapshot.rss_bytes
-    return figures
-
-
-def _goroutines(base: Snapshot, new: Snapshot) -> GoroutineComparison:
-    growth: tuple[tuple[str, int], ...] = ()
-    if base.goroutines and new.goroutines:
-        growth = tuple(goroutine_growth(base.goroutines, new.goroutines))
-    return GoroutineComparison(
-        base=base.goroutines.total if base.goroutines else None,
-        new=new.goroutines.total if new.goroutines else None,
-        growth=growth,
-    )
+    return {**figures, **account.as_dict()}
 
 
 def comparison_json(comparison: Comparison, top: int | None = None) -> dict[str, Any]:
@@ -98,8 +115,32 @@ def comparison_json(comparison: Comparison, top: int | None = None) -> dict[str,
             "new": comparison.goroutines.new,
             "growth": [{"function": f, "count": c} for f, c in comparison.goroutines.growth],
         },
-        "suspects": list(comparison.suspects),
-        "findings": list(comparison.findings),
+        "suspects": [s.to_json() for s in comparison.analysis.suspects],
+        "growthPaths": [
+            {"function": p.function, "bytes": p.bytes, "path": list(p.path)}
+            for p in comparison.analysis.growth_paths
+        ],
+        "findings": [f.to_json() for f in comparison.analysis.findings],
         "verdict": comparison.verdict,
         "leakSuspected": comparison.leak_suspected,
+        **({"trend": _trend_json(comparison.trend, top)} if comparison.trend else {}),
+    }
+
+
+def _trend_json(trend: TrendReport, top: int | None) -> dict[str, Any]:
+    functions = trend.functions if top is None else trend.functions[:top]
+    return {
+        "sampleIndex": trend.sample_index,
+        "unit": trend.unit,
+        "seconds": trend.duration_seconds,
+        "functions": [
+            {
+                "name": f.name,
+                "perHour": round(f.slope, 1),
+                "steadiness": round(f.steadiness, 3),
+                "first": f.first,
+                "last": f.last,
+            }
+            for f in functions
+        ],
     }

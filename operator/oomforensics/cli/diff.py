@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from oomforensics.analysis.comparison import compare, comparison_json
+from oomforensics.analysis.comparison import compare_series, comparison_json
+from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
 from oomforensics.cli.render import render_comparison
 from oomforensics.pprof.diff import BaseMode
@@ -20,12 +21,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "diff",
         help="compare two heap snapshots (numbers equal to go tool pprof -diff_base)",
         description=(
-            "Compare two snapshots. BASE and NEW are each a heap profile (.pb.gz) or a snapshot "
-            "directory holding heap.pb.gz and optionally heap.txt, goroutine.txt, manifest.json."
+            "Compare snapshots. Each is a heap profile (.pb.gz) or a snapshot directory holding "
+            "heap.pb.gz and optionally heap.txt, goroutine.txt, manifest.json. The first is the "
+            "base and the last the new one; with three or more, per-function trends (growth "
+            "per hour and steadiness) rank the suspects."
         ),
     )
     parser.add_argument("base", type=Path, metavar="BASE")
-    parser.add_argument("new", type=Path, metavar="NEW")
+    parser.add_argument("new", type=Path, nargs="+", metavar="NEW")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--sample-index",
@@ -49,9 +52,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    base = load_snapshot(args.base)
-    new = load_snapshot(args.new)
-    comparison = compare(base, new, args.sample_index, BaseMode(args.base_mode))
+    snapshots = [load_snapshot(path) for path in [args.base, *args.new]]
+    try:
+        comparison = compare_series(snapshots, args.sample_index, BaseMode(args.base_mode))
+    except ValueError as exc:  # trends need distinct capture times
+        raise UsageError(str(exc)) from None
     if args.json:
         json.dump(comparison_json(comparison, args.top), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oomforensics.analysis.accounting import ACCOUNT_ROWS
 from oomforensics.analysis.comparison import Comparison
 from oomforensics.analysis.units import format_signed, format_value, percent
 
@@ -34,10 +35,64 @@ def render_comparison(comparison: Comparison, top: int | None) -> str:
         [
             *_header(comparison),
             *_top_table(comparison, top),
+            *_suspects(comparison),
+            *_trend(comparison),
+            *_accounting(comparison),
             *_memory_table(comparison),
             *_goroutines(comparison),
+            "",
+            *_findings(comparison),
         ]
     )
+
+
+def _suspects(c: Comparison) -> list[str]:
+    if not c.analysis.suspects:
+        return []
+    lines = ["suspects (first application frame on the dominant growth path):"]
+    for rank, s in enumerate(c.analysis.suspects, 1):
+        lines.append(
+            f"  {rank}. {s.function}  {format_signed(s.bytes, 'bytes')}, {s.objects:+d} objects"
+        )
+        if s.mechanism:
+            lines.append(f"     held by: {s.mechanism}")
+        lines.append("     " + " <- ".join(s.path))
+    return [*lines, ""]
+
+
+def _trend(c: Comparison) -> list[str]:
+    if c.trend is None:
+        return []
+    lines = [f"trend over {c.trend.duration_seconds:.0f}s (cum, per hour, steadiness 0..1):"]
+    for f in c.trend.functions[:5]:
+        lines.append(
+            f"  {format_signed(int(f.slope), c.trend.unit):>10}/h  {f.steadiness:4.2f}  {f.name}"
+        )
+    return [*lines, ""]
+
+
+def _accounting(c: Comparison) -> list[str]:
+    base, new = c.analysis.facts.base, c.analysis.facts.new
+    lines = [f"{'where the memory is':<30} {'base':>10} {'new':>10} {'delta':>10}"]
+    for label, attribute in ACCOUNT_ROWS:
+        before, after = getattr(base, attribute), getattr(new, attribute)
+        if before is None and after is None:
+            continue
+        delta = after - before if before is not None and after is not None else None
+        lines.append(
+            f"{label:<30} {_cell(before, 'bytes'):>10} {_cell(after, 'bytes'):>10} "
+            f"{(format_signed(delta, 'bytes') if delta is not None else '-'):>10}"
+        )
+    if new.rss_source == "MaxRSS":
+        lines.append("(RSS here is MaxRSS, the peak, from heap.txt: no current RSS was recorded)")
+    return [*lines, ""]
+
+
+def _findings(c: Comparison) -> list[str]:
+    lines = ["findings:"]
+    lines += [f"  [{f.kind}] {f.message}" for f in c.analysis.findings]
+    lines += ["", "verdict: " + c.verdict]
+    return lines
 
 
 def _header(c: Comparison) -> list[str]:

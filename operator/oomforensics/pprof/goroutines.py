@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from oomforensics.pprof.errors import InvalidProfile
@@ -43,9 +44,13 @@ class GoroutineDump:
     groups: tuple[GoroutineGroup, ...]
 
     def by_entry(self) -> Counter[str]:
+        return self.counts(lambda group: group.entry)
+
+    def counts(self, key: Callable[[GoroutineGroup], str]) -> Counter[str]:
+        """Goroutine counts grouped by `key` (e.g. the group's first application frame)."""
         counts: Counter[str] = Counter()
         for group in self.groups:
-            counts[group.entry] += group.count
+            counts[key(group)] += group.count
         return counts
 
 
@@ -77,8 +82,15 @@ def parse_goroutine_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> Goro
     return GoroutineDump(int(header.group(1)), tuple(groups))
 
 
-def goroutine_growth(base: GoroutineDump, new: GoroutineDump) -> list[tuple[str, int]]:
-    """Change in goroutine count per entry function, largest growth first (zero changes omitted)."""
-    before, after = base.by_entry(), new.by_entry()
+def goroutine_growth(
+    base: GoroutineDump,
+    new: GoroutineDump,
+    key: Callable[[GoroutineGroup], str] = lambda group: group.entry,
+) -> list[tuple[str, int]]:
+    """Change in goroutine count per `key` (default: entry function), largest growth first.
+
+    Zero changes are omitted.
+    """
+    before, after = base.counts(key), new.counts(key)
     changes = [(name, after[name] - before[name]) for name in before.keys() | after.keys()]
     return sorted(((name, delta) for name, delta in changes if delta), key=lambda c: (-c[1], c[0]))

@@ -1,0 +1,69 @@
+"""Classify Go function names: application code, standard library, runtime.
+
+A Go symbol is `<package path>.<name>`, e.g. `net/http.(*persistConn).readLoop`,
+`github.com/acme/api.(*Cache).Put`, `main.appendAudit`. The standard library's package paths
+have no dot in their first element; everything else (and `main`) is application code, which
+is where a leak's cause usually is.
+"""
+
+from __future__ import annotations
+
+
+def package_of(function: str) -> str:
+    """`net/http.(*conn).serve` -> `net/http`; `main.main.func1` -> `main`."""
+    slash = function.rfind("/")
+    dot = function.find(".", slash + 1)
+    return function[:dot] if dot >= 0 else function
+
+
+def is_symbol(function: str) -> bool:
+    """False for pprof's placeholders of unsymbolized frames (`[binary]`, `<unknown>`)."""
+    return bool(function) and function[0] not in "[<"
+
+
+def is_application(function: str) -> bool:
+    if not is_symbol(function):
+        return False
+    package = package_of(function)
+    return package == "main" or "." in package.split("/", 1)[0]
+
+
+def is_runtime(function: str) -> bool:
+    package = package_of(function)
+    return package == "runtime" or package.startswith(("runtime/", "internal/"))
+
+
+def first_application_frame(stack: tuple[str, ...]) -> str | None:
+    """The innermost application frame of a leaf-first stack."""
+    for function in stack:
+        if is_application(function):
+            return function
+    return None
+
+
+def entry_frame(stack: tuple[str, ...]) -> str:
+    """What runs this stack: its outermost frame outside the runtime (the goroutine's start)."""
+    for function in reversed(stack):
+        if is_symbol(function) and not is_runtime(function):
+            return function
+    return stack[0] if stack else "<unknown>"
+
+
+# Standard-library entry points that own memory on the application's behalf, in plain words.
+_MECHANISMS = (
+    ("net/http.(*Transport).", "HTTP client connections kept by net/http's Transport"),
+    ("net/http.(*persistConn).", "HTTP client connections kept by net/http's Transport"),
+    ("net/http.(*conn).serve", "HTTP server connections (net/http.Server, one per client)"),
+    ("net/http.(*Server).", "HTTP server connections (net/http.Server, one per client)"),
+    ("crypto/tls.", "TLS connection state (crypto/tls)"),
+    ("runtime.malg", "goroutine descriptors (runtime.malg: one per new goroutine)"),
+    ("runtime.", "the Go runtime's own structures"),
+)
+
+
+def mechanism(entry: str) -> str:
+    """Which standard-library mechanism holds memory when no application frame is on the path."""
+    for prefix, description in _MECHANISMS:
+        if entry.startswith(prefix):
+            return description
+    return f"inside {package_of(entry)}'s own goroutines ({entry})"
