@@ -16,6 +16,7 @@ from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.trend import TrendReport, function_trends
 from oomforensics.analysis.verdict import write_verdict
 from oomforensics.pprof.diff import BaseMode, HeapDiff, diff_profiles
+from oomforensics.pprof.errors import InvalidProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,15 @@ def compare(
     series: Sequence[Snapshot] = (),
 ) -> Comparison:
     """Compare `base` with `new`; with a `series` of three or more snapshots, add trends."""
+    heap = diff_profiles(base.profile, new.profile, sample_index, mode)
+    for snapshot in (base, new):
+        _require_heap_profile(snapshot)
     trend = function_trends(series, sample_index) if len(series) >= 3 else None
     analysis = analyse(base, new, trend)
     return Comparison(
         base=base,
         new=new,
-        heap=diff_profiles(base.profile, new.profile, sample_index, mode),
+        heap=heap,
         memory=MemoryComparison(
             memory_figures(base, analysis.facts.base), memory_figures(new, analysis.facts.new)
         ),
@@ -77,6 +81,15 @@ def compare(
         verdict=write_verdict(analysis),
         trend=trend,
     )
+
+
+def _require_heap_profile(snapshot: Snapshot) -> None:
+    types = {st.type for st in snapshot.profile.sample_types}
+    if not {"inuse_space", "inuse_objects"} <= types:
+        raise InvalidProfile(
+            f"{snapshot.source}: not a heap profile (its sample types are "
+            f"{', '.join(sorted(types))}); oomforensics analyses /debug/pprof/heap profiles"
+        )
 
 
 def compare_series(

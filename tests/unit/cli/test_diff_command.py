@@ -131,3 +131,17 @@ def test_profiles_of_different_kinds_are_not_compared(tmp_path, pair):
 def test_usage_errors_exit_2():
     result = run("diff", "only-one-file")
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_two_cpu_profiles_are_refused_as_not_heap(tmp_path):
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.pb.gz"
+        path.write_bytes(
+            ProfileBuilder(sample_types=[("samples", "count"), ("cpu", "nanoseconds")])
+            .sample([["main.main"]], 1, 10_000_000)
+            .serialize()
+        )
+        paths.append(str(path))
+    result = run("diff", "--sample-index", "cpu", *paths)
+    assert result.returncode == 1 and "not a heap profile" in result.stderr

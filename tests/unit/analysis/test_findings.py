@@ -1,0 +1,111 @@
+"""Findings judged on synthetic snapshots whose numbers we choose."""
+
+from oomforensics.analysis.findings import Thresholds, analyse
+from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.verdict import write_verdict
+from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup
+from oomforensics.pprof.heaptext import HeapText, MemStats
+from oomforensics.pprof.profile import parse_profile
+from tests.support.profiles import ProfileBuilder
+
+MiB = 2**20
+CACHE = [["main.cacheResponse"], ["main.handle"], ["net/http.(*conn).serve"]]
+BASELINE = [["main.loadConfig"], ["main.main"]]
+
+
+def snapshot(
+    cache_bytes: int,
+    *,
+    heap_inuse: int = 20 * MiB,
+    num_gc: int = 10,
+    rss: int = 60 * MiB,
+    sys: int = 40 * MiB,
+    workers: int = 0,
+    at: str = "2026-11-26T10:00:00+00:00",
+) -> Snapshot:
+    builder = ProfileBuilder().sample(BASELINE, 1, 10 * MiB, 1, 10 * MiB)
+    if cache_bytes:
+        builder.sample(CACHE, 100, cache_bytes, 100, cache_bytes)
+    stats = {
+        "HeapInuse": heap_inuse,
+        "HeapAlloc": 10 * MiB + cache_bytes,
+        "Sys": sys,
+        "HeapIdle": 4 * MiB,
+        "HeapReleased": 2 * MiB,
+        "StackSys": MiB,
+        "NumGC": num_gc,
+    }
+    groups = (GoroutineGroup(8, ("runtime.gopark", "net/http.(*conn).serve")),)
+    if workers:
+        groups += (GoroutineGroup(workers, ("runtime.gopark", "runtime.chansend1", "main.worker")),)
+    return Snapshot(
+        source=at,
+        profile=parse_profile(builder.serialize()),
+        heap_text=HeapText(0, 0, 0, 0, 1024 * 1024, (), MemStats(stats)),
+        goroutines=GoroutineDump(sum(g.count for g in groups), groups),
+        manifest={"capturedAt": at, "rssBytes": rss},
+    )
+
+
+LATER = "2026-11-26T11:00:00+00:00"
+
+
+def later(cache_bytes: int, **kwargs) -> Snapshot:
+    """An hour and ten GC cycles after `snapshot()`."""
+    return snapshot(cache_bytes, at=LATER, num_gc=kwargs.pop("num_gc", 20), **kwargs)
+
+
+def test_heap_growth_is_judged_against_the_heap_size():
+    # 5 MiB on a 20 MiB heap is 25 %: a finding; the same 5 MiB on a 200 MiB heap is not.
+    small = analyse(snapshot(0), later(5 * MiB))
+    assert [f.kind for f in small.findings] == ["heap-growth"]
+    assert small.suspects[0].function == "main.cacheResponse"
+    assert small.findings[0].evidence["bytesPerHour"] == 5 * MiB
+    big = analyse(snapshot(0, heap_inuse=200 * MiB), later(5 * MiB))
+    assert [f.kind for f in big.findings] == ["no-growth"] and big.suspects == ()
+    assert not big.leak_suspected
+
+
+def test_few_gc_cycles_raise_the_bar():
+    # Between snapshots only one GC completed: the profile barely moved, so 25 % is not enough.
+    result = analyse(snapshot(0, num_gc=10), later(5 * MiB, num_gc=11))
+    assert [f.kind for f in result.findings] == ["no-growth"]
+
+
+def test_growth_below_the_sampling_resolution_is_noise():
+    tiny = analyse(snapshot(0, heap_inuse=1 * MiB), later(MiB, heap_inuse=1 * MiB))
+    # 1 MiB on a 1 MiB heap is 100 %, but under 4 x MemProfileRate (2 MiB): noise.
+    assert [f.kind for f in tiny.findings] == ["no-growth"]
+
+
+def test_goroutine_leak_names_the_application_frame():
+    result = analyse(snapshot(0), later(0, workers=40))
+    leak = next(f for f in result.findings if f.kind == "goroutine-leak")
+    assert leak.evidence["growth"] == [{"function": "main.worker", "count": 40}]
+    assert "main.worker" in write_verdict(result)
+
+
+def test_native_growth_is_not_heap_growth():
+    result = analyse(snapshot(0), later(0, rss=120 * MiB))
+    assert [f.kind for f in result.findings] == ["non-heap-growth"]
+    assert result.findings[0].evidence["bytes"] == 60 * MiB
+    assert "outside the Go heap" in write_verdict(result)
+
+
+def test_rss_growth_explained_by_go_is_not_native():
+    # RSS +30 MiB, and the Go runtime's own memory +30 MiB: nothing unaccounted.
+    result = analyse(snapshot(0), later(0, rss=90 * MiB, sys=70 * MiB))
+    assert "non-heap-growth" not in {f.kind for f in result.findings}
+
+
+def test_thresholds_are_tunable():
+    strict = Thresholds(heap_growth_ratio=0.5)
+    result = analyse(snapshot(0), later(5 * MiB), thresholds=strict)
+    assert [f.kind for f in result.findings] == ["no-growth"]
+
+
+def test_verdict_is_one_paragraph_with_what_where_and_how_fast():
+    verdict = write_verdict(analyse(snapshot(0), later(8 * MiB)))
+    assert "\n" not in verdict
+    assert verdict.startswith("Likely leak in main.cacheResponse")
+    assert "per hour" in verdict and "Check what main.cacheResponse keeps" in verdict

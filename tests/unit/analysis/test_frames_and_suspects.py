@@ -1,0 +1,110 @@
+import pytest
+
+from oomforensics.analysis.frames import (
+    entry_frame,
+    first_application_frame,
+    is_application,
+    mechanism,
+    package_of,
+)
+from oomforensics.analysis.suspects import dominant_path, find_suspects, growth_paths
+
+
+@pytest.mark.parametrize(
+    ("function", "package", "application"),
+    [
+        ("main.appendAudit", "main", True),
+        ("main.main.func1", "main", True),
+        ("net/http.(*persistConn).readLoop", "net/http", False),
+        ("bytes.growSlice", "bytes", False),
+        ("github.com/acme/api/cache.(*LRU).Put", "github.com/acme/api/cache", True),
+        ("runtime.malg", "runtime", False),
+        ("[server]", "[server]", False),
+        ("<unknown>", "<unknown>", False),
+    ],
+)
+def test_application_frames_are_main_or_dotted_module_paths(function, package, application):
+    assert package_of(function) == package
+    assert is_application(function) is application
+
+
+def test_first_application_frame_and_entry():
+    stack = ("bytes.growSlice", "fmt.Fprintf", "main.appendAudit", "main.main", "runtime.main")
+    assert first_application_frame(stack) == "main.appendAudit"
+    transport = (
+        "bufio.NewWriterSize",
+        "net/http.(*Transport).dialConn",
+        "net/http.(*Transport).dialConnFor",
+        "runtime.goexit",
+    )
+    assert first_application_frame(transport) is None
+    assert entry_frame(transport) == "net/http.(*Transport).dialConnFor"
+    assert "Transport" in mechanism("net/http.(*Transport).dialConnFor")
+
+
+def test_dominant_path_follows_the_heaviest_callers_like_peek():
+    stacks = [
+        (("bytes.growSlice", "bytes.(*Buffer).grow", "fmt.Fprintf", "main.appendAudit"), 900),
+        (("bytes.growSlice", "bytes.(*Buffer).grow", "fmt.Fprintf", "main.debugLog"), 100),
+        (("bytes.growSlice", "strings.(*Builder).grow", "main.render"), 300),
+        (("bytes.growSlice", "bytes.(*Buffer).grow", "main.shrunk"), -5000),  # shrinking: ignored
+    ]
+    assert dominant_path(stacks) == (
+        "bytes.growSlice",
+        "bytes.(*Buffer).grow",
+        "fmt.Fprintf",
+        "main.appendAudit",
+    )
+    assert dominant_path(stacks, stop="bytes.(*Buffer).grow") == (
+        "bytes.growSlice",
+        "bytes.(*Buffer).grow",
+    )
+
+
+def test_suspects_are_application_frames_ranked_by_growth():
+    growth = {
+        (
+            "bytes.growSlice",
+            "bytes.(*Buffer).grow",
+            "fmt.Fprintf",
+            "main.appendAudit",
+            "main.main",
+        ): (6_000_000, 3),
+        ("main.cacheResponse", "main.handle", "net/http.(*conn).serve"): (2_000_000, 30),
+        (
+            "bufio.NewReaderSize",
+            "net/http.(*Transport).dialConn",
+            "net/http.(*Transport).dialConnFor",
+        ): (500_000, 10),
+        ("main.cacheResponse", "main.evict"): (-100_000, -1),
+        ("fmt.Sprintf", "main.noise"): (1_000, 1),  # under 2 % of the growth: noise
+    }
+    suspects = find_suspects(growth)
+    assert [s.function for s in suspects] == [
+        "main.appendAudit",
+        "main.cacheResponse",
+        "net/http.(*Transport).dialConnFor",
+    ]
+    assert suspects[0].path == (
+        "bytes.growSlice",
+        "bytes.(*Buffer).grow",
+        "fmt.Fprintf",
+        "main.appendAudit",
+    )
+    assert suspects[0].mechanism is None
+    # Net growth: the eviction path's shrinkage is subtracted.
+    assert (suspects[1].bytes, suspects[1].objects) == (1_900_000, 29)
+    assert "Transport" in (suspects[2].mechanism or "")
+
+
+def test_growth_paths_rank_leaves_by_flat_growth():
+    growth = {
+        ("bytes.growSlice", "fmt.Fprintf", "main.appendAudit"): (5, 1),
+        ("main.cacheResponse", "main.handle"): (9, 1),
+    }
+    paths = growth_paths(growth)
+    assert [(p.function, p.bytes) for p in paths] == [
+        ("main.cacheResponse", 9),
+        ("bytes.growSlice", 5),
+    ]
+    assert paths[1].path == ("bytes.growSlice", "fmt.Fprintf", "main.appendAudit")
