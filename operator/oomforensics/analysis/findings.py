@@ -322,8 +322,8 @@ def _unclosed_response_body(
     message = (
         f"net/http's persistConn read and write loops grew by {reads} and {writes} goroutines "
         f"(two per connection whose response body was never closed), and "
-        f"{format_bytes(transport_bytes)} of heap{_rate(facts, transport_bytes)} grew under the "
-        "Transport's connections (bufio buffers, crypto/tls state). "
+        f"{format_bytes(transport_bytes)} of heap grew under the Transport's connections "
+        f"(bufio buffers, crypto/tls state){_rate(facts, transport_bytes)}. "
         + (f"The HTTP calls come from {caller}. " if caller else "")
         + "Close resp.Body on every path, error statuses included "
         "(defer resp.Body.Close() right after checking err)."

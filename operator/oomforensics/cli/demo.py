@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         second = snapshot(base_url, args.out / "snapshot-2")
     comparison = compare(load_snapshot(first), load_snapshot(second))
     print()
-    print(render_comparison(comparison, 15))
+    print(render_comparison(comparison, 10))
     print()
     print("Reproduce the top table with pprof:")
     print(
