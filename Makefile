@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := operator tests
 
-.PHONY: setup test lint typecheck pytest demo proto clean
+.PHONY: setup test lint typecheck pytest demo bench proto clean
 
 setup:
 	@hack/setup.sh
@@ -23,6 +23,10 @@ pytest:
 
 demo: setup
 	$(BIN)/oomforensics demo
+
+# Benchmarks measure; tests never time. Results go to benchmarks/RESULTS.md.
+bench: setup
+	$(BIN)/python benchmarks/bench_analysis.py
 
 # Regenerate the protobuf module after editing profile.proto (the output is committed).
 proto: setup
