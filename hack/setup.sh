@@ -54,4 +54,5 @@ go_toolchain() {
 python_env
 go_toolchain
 "$ROOT/hack/build-go-fixtures.sh"
+"$ROOT/hack/moto-server.sh"
 log "ready"
