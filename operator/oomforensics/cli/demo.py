@@ -1,137 +1,130 @@
-"""`oomforensics demo`: the classic leak, caught in two snapshots and explained.
+"""`oomforensics demo`: a real leak, a real kernel OOM kill, and the evidence that survives it.
 
-Starts the leaking Go fixture (HTTPS client that never closes 403 response bodies), takes a
-snapshot, waits, takes another, and prints the diff. Network access is plain HTTP to a
-process on loopback.
+Starts the leaking Go fixture (an HTTPS client that never closes 403 response bodies) in a
+memory cgroup with a limit, watches it with the same engine the operator uses, stores the
+snapshots in `./forensics`, lets the kernel kill it at the limit, then shows the snapshots,
+the last one before the kill, and the verdict.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
+import asyncio
+import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from oomforensics.analysis.comparison import compare
-from oomforensics.analysis.snapshot import GOROUTINE_TEXT, HEAP_PROFILE, HEAP_TEXT, MANIFEST
+from oomforensics.analysis.units import format_bytes
+from oomforensics.archive.spool import Spool
+from oomforensics.capture.client import CaptureSettings, PprofClient
 from oomforensics.cli.errors import UsageError
-from oomforensics.cli.files import load_snapshot
-from oomforensics.cli.render import render_comparison
+from oomforensics.cli.watch import CACHE, SPOOL_BYTES, open_archive, report, watch_once
+from oomforensics.local.cgroup import CgroupError, MemoryCgroup
+from oomforensics.local.launch import KillAtLimit, StandInExit, spawn
+from oomforensics.local.memory import CgroupMemory, MemorySource, ProcMemory
+from oomforensics.local.probes import ChildExit
+from oomforensics.local.session import next_run
+from oomforensics.local.watcher import ExitProbe, Identity
+from oomforensics.quantity import parse_memory
+from oomforensics.triggers.model import TriggerSettings
 
-CACHE = Path(os.environ.get("OOMF_CACHE", Path.home() / ".cache" / "oomforensics"))
 FIXTURE = CACHE / "bin" / "leaky"
-_CAPTURES = {
-    HEAP_PROFILE: "/debug/pprof/heap",
-    HEAP_TEXT: "/debug/pprof/heap?debug=1",
-    GOROUTINE_TEXT: "/debug/pprof/goroutine?debug=1",
-}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "demo", help="run a leaking Go service, snapshot it twice and show what grew"
+        "demo", help="run a leaking Go service into a real OOM kill and explain it"
     )
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="the leaky fixture binary")
     parser.add_argument("--mode", default="tls403", help="fixture leak mode (default tls403)")
-    parser.add_argument("--wait", type=float, default=15.0, help="seconds between snapshots")
-    parser.add_argument(
-        "--out", type=Path, default=Path("demo-output"), help="where to keep the snapshots"
-    )
+    parser.add_argument("--limit", default="200Mi", help="memory limit (default 200Mi)")
+    parser.add_argument("--rate", default="60", help="fixture leak steps per second")
+    parser.add_argument("--store", default=None, help="archive URL (default file://./forensics)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.fixture.is_file():
         raise UsageError(f"{args.fixture}: fixture not built; run `make setup` first")
-    with _service(args.fixture, args.mode) as base_url:
-        say(f"started {args.fixture.name} -mode {args.mode} at {base_url}")
-        first = snapshot(base_url, args.out / "snapshot-1")
-        deadline = time.monotonic() + args.wait
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(5.0, left))
-            metrics = _metrics(base_url)
-            say(
-                f"  waiting: RSS {metrics.get('process_resident_memory_bytes', 0) / 2**20:.1f} MiB,"
-                f" goroutines {metrics.get('go_goroutines', 0):.0f}"
-            )
-        second = snapshot(base_url, args.out / "snapshot-2")
-    comparison = compare(load_snapshot(first), load_snapshot(second))
-    print()
-    print(render_comparison(comparison, 10))
-    print()
-    print("Reproduce the top table with pprof:")
-    print(
-        f"  go tool pprof -top -sample_index=inuse_space -diff_base "
-        f"{first / HEAP_PROFILE} {second / HEAP_PROFILE}"
-    )
-    print(f"  oomforensics diff --json {first} {second}")
-    return 0
+    return asyncio.run(_demo(args))
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def snapshot(base_url: str, directory: Path) -> Path:
-    """Capture heap (proto), heap?debug=1 and goroutine?debug=1, plus a manifest."""
-    directory.mkdir(parents=True, exist_ok=True)
-    files: dict[str, dict[str, object]] = {}
-    for name, path in _CAPTURES.items():
-        body = _get(base_url + path)
-        (directory / name).write_bytes(body)
-        files[name] = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
-    rss = int(_metrics(base_url).get("process_resident_memory_bytes", 0))
-    manifest = {
-        "capturedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": base_url,
-        "rssBytes": rss,
-        "files": files,
-    }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    say(f"snapshot {directory}: RSS {rss / 2**20:.1f} MiB")
-    return directory
+async def _demo(args: argparse.Namespace) -> int:
+    limit = parse_memory(args.limit)
+    if args.store is None:
+        folder = Path("forensics").resolve()
+        folder.mkdir(exist_ok=True)
+        store = folder.as_uri()
+    else:
+        store = args.store
+    archive = open_archive(store)
+    cgroup = _make_cgroup(limit)
+    command = [str(args.fixture), "-mode", args.mode, "-rate", args.rate]
+    async with spawn(command, cgroup) as (process, base):
+        say(f"started {args.fixture.name} -mode {args.mode} (pid {process.pid}) at {base}")
+        memory: MemorySource
+        probe: ExitProbe
+        if cgroup is not None:
+            say(
+                f"in memory cgroup {cgroup.path} (cgroup v{cgroup.version}) limited to "
+                f"{format_bytes(limit)}: the kernel will kill it at the limit"
+            )
+            memory, probe = CgroupMemory(cgroup), ChildExit(process, cgroup)
+        else:
+            say(
+                f"no memory cgroup could be made: oomforensics itself will SIGKILL the process "
+                f"at {format_bytes(limit)} to stand in for the kernel"
+            )
+            memory = KillAtLimit(ProcMemory(process.pid), process, limit)
+            probe = StandInExit(process)
+        identity = Identity(
+            "local",
+            "demo",
+            f"leaky-{args.mode}",
+            "main",
+            run=await next_run(archive, "local", "demo", f"leaky-{args.mode}", "main"),
+            uid=f"local:{process.pid}",
+        )
+        settings = TriggerSettings(
+            interval=15.0,
+            thresholds=(80, 90, 95),
+            horizon=20.0,
+            sample_interval=2.0,
+            min_sample_interval=0.5,
+            cooldown=5.0,
+        )
+        async with PprofClient(CaptureSettings(read_timeout=10.0)) as client:
+            result = await watch_once(
+                base + "/debug/pprof",
+                memory,
+                limit,
+                identity,
+                archive,
+                Spool(CACHE / "spool", SPOOL_BYTES),
+                client,
+                probe,
+                settings,
+            )
+    if cgroup is not None:
+        with contextlib.suppress(CgroupError):
+            cgroup.remove()
+    await report(result, archive, limit)
+    print()
+    print(
+        f"The evidence is kept in {store}; compare any two snapshots with "
+        "`oomforensics diff DIR1 DIR2`."
+    )
+    return 0
 
 
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        body: bytes = response.read()
-        return body
-
-
-def _metrics(base_url: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for line in _get(base_url + "/metrics").decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.partition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                continue
-    return values
-
-
-@contextmanager
-def _service(binary: Path, mode: str) -> Iterator[str]:
-    process = subprocess.Popen([str(binary), "-mode", mode], stdout=subprocess.PIPE, text=True)
+def _make_cgroup(limit: int) -> MemoryCgroup | None:
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("LISTENING "):
-            raise UsageError(f"{binary.name} did not start (said {line!r})")
-        yield line.removeprefix("LISTENING ")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        return MemoryCgroup.create_child(f"oomforensics-demo-{os.getpid()}", limit)
+    except CgroupError as exc:
+        say(f"note: {exc}")
+        return None

@@ -7,8 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from oomforensics import __version__
-from oomforensics.cli import demo, diff
+from oomforensics.archive.store import ArchiveError
+from oomforensics.cli import demo, diff, watch
 from oomforensics.cli.errors import UsageError
+from oomforensics.local.cgroup import CgroupError
+from oomforensics.local.launch import LaunchError
 from oomforensics.pprof.errors import ProfileError
 
 
@@ -19,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     diff.add_parser(commands)
+    watch.add_parser(commands)
     demo.add_parser(commands)
     return parser
 
@@ -27,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (ProfileError, UsageError, OSError) as exc:
+    except (ProfileError, UsageError, ArchiveError, CgroupError, LaunchError, OSError) as exc:
         print(f"oomforensics: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -154,3 +154,14 @@ def _goroutines(c: Comparison) -> list[str]:
     lines = [f"goroutines: {g.base} -> {g.new} ({g.new - g.base:+d})"]
     lines += [f"  {count:+6d}  {function}" for function, count in g.growth[:10]]
     return lines
+
+
+def render_verdict(c: Comparison, suspects: int = 3) -> str:
+    """The short form: verdict, the leading suspects with their paths, the finding kinds."""
+    lines = ["verdict: " + c.verdict, ""]
+    for rank, s in enumerate(c.analysis.suspects[:suspects], 1):
+        lines.append(f"  {rank}. {s.function}  {format_signed(s.bytes, 'bytes')}")
+        lines.append("     " + " <- ".join(s.path[:8]) + (" ..." if len(s.path) > 8 else ""))
+    kinds = ", ".join(f.kind for f in c.analysis.findings)
+    lines.append(f"findings: {kinds}")
+    return "\n".join(lines)

@@ -119,6 +119,11 @@ class MemoryCgroup:
         inactive = stat.get("total_inactive_file" if self.version == 1 else "inactive_file", 0)
         return max(0, self.usage() - inactive)
 
+    def rss(self) -> int:
+        """Anonymous resident memory of the cgroup (v1 total_rss, v2 anon)."""
+        stat = parse_flat_keyed(self._read("memory.stat"))
+        return stat.get("total_rss" if self.version == 1 else "anon", 0)
+
     def oom_kills(self) -> int:
         """How many processes the kernel OOM-killed in this cgroup."""
         name = "memory.oom_control" if self.version == 1 else "memory.events"
