@@ -44,6 +44,14 @@ class Capture:
     path: str
     percent_of_limit: float | None
     working_set: int
+    decided_at: float  # the sample that triggered it (POSIX seconds)
+    durable_at: float  # when the store (or the local spool) had every file and the manifest
+    spooled: bool  # waiting in the local spool for the store to come back
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the triggering sample to a durable snapshot."""
+        return self.durable_at - self.decided_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +176,16 @@ class Watcher:
             result.failures.append(str(exc))
             self.reporter.failed(str(exc))
             return None
-        capture = Capture(key, path, decision.percent_of_limit, sample.working_set)
+        spooled = key in self.spool.pending()
+        capture = Capture(
+            key,
+            path,
+            decision.percent_of_limit,
+            sample.working_set,
+            sample.at,
+            time.time(),
+            spooled,
+        )
         result.captures.append(capture)
         self.reporter.captured(capture, reason)
         return capture
