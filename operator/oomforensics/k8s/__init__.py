@@ -1,0 +1,1 @@
+"""The Kubernetes edge: CRD spec model, status and conditions, kopf handlers."""
