@@ -45,7 +45,7 @@ def write(tmp: Path, name: str, sample_list, drop: str) -> Path:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     base=samples,
@@ -62,6 +62,46 @@ def test_generated_profiles_diff_exactly_like_pprof(tmp_path, base, new, drop, i
         parse_profile(base_path.read_bytes()), parse_profile(new_path.read_bytes()), index, mode
     )
     theirs = pprof_top(base_path, new_path, index, mode.value)
+
+    assert [(f.name, f.flat, f.cum) for f in ours.functions] == [
+        (r.name, r.flat, r.cum) for r in theirs
+    ]
+
+
+# Recursion-heavy: deep stacks over a few functions (encoding/json, a tree walk), recursion
+# both across locations and inside one location's inlined frames, so a function is on a stack
+# many times and must count once in cum.
+RECURSIVE = [
+    "main.walk",
+    "main.visit",
+    "encoding/json.(*decodeState).value",
+    "encoding/json.(*decodeState).object",
+    "main.main",
+    "runtime.mallocgc",
+    "",
+]
+recursive_frames = st.lists(st.sampled_from(RECURSIVE), min_size=1, max_size=4)
+recursive_stacks = st.lists(recursive_frames, min_size=1, max_size=40)
+recursive_samples = st.lists(st.tuples(recursive_stacks, values), min_size=1, max_size=40)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=recursive_samples,
+    new=recursive_samples,
+    drop=st.sampled_from(["", "runtime\\..*", "main\\.visit"]),
+    mode=st.sampled_from(list(BaseMode)),
+)
+def test_recursive_profiles_diff_exactly_like_pprof(tmp_path, base, new, drop, mode):
+    base_path = write(tmp_path, "base.pb.gz", base, drop)
+    new_path = write(tmp_path, "new.pb.gz", new, drop)
+
+    ours = diff_profiles(
+        parse_profile(base_path.read_bytes()), parse_profile(new_path.read_bytes()), None, mode
+    )
+    theirs = pprof_top(base_path, new_path, "inuse_space", mode.value)
 
     assert [(f.name, f.flat, f.cum) for f in ours.functions] == [
         (r.name, r.flat, r.cum) for r in theirs

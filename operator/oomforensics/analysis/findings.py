@@ -8,8 +8,10 @@ Thresholds (see `Thresholds`), and why:
   a sampled profile can resolve.
 - Goroutines: +10 and +50 % of the base count. Services keep stable pools; a leak adds one or
   more goroutines per event, so it clears both bars within minutes.
-- Native (non-Go) memory: RSS minus what the Go runtime holds grew by 20 % of the base RSS
-  and at least 1 MiB (page-granular RSS noise).
+- Native (non-Go) memory: the RSS in excess of all the Go runtime could hold resident
+  (Sys - HeapReleased, which counts reserved but untouched pages too) grew by at least 5 % of
+  the RSS and 1 MiB (page-granular noise), and makes at least half of the RSS growth. Below
+  that bound, a growing RSS is Go touching memory it had already reserved, not native memory.
 The snapshot interval sets the rates quoted (per hour), not the bar: a leak that is slow is
 still a leak, and over three or more snapshots the trend's steadiness tells leaks from spikes.
 """
@@ -20,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from oomforensics.analysis.accounting import MemoryAccount, account
 from oomforensics.analysis.frames import first_application_frame, is_application
 from oomforensics.analysis.snapshot import Snapshot
@@ -27,7 +31,6 @@ from oomforensics.analysis.suspects import (
     GrowthPath,
     StackGrowth,
     Suspect,
-    dominant_path,
     find_suspects,
     growth_paths,
     stack_growth,
@@ -54,7 +57,8 @@ class Thresholds:
     noise_samples: int = 4
     goroutine_min: int = 10
     goroutine_ratio: float = 0.5
-    non_heap_ratio: float = 0.20
+    non_heap_ratio: float = 0.05
+    non_heap_share: float = 0.5
     non_heap_min: int = 1 * MiB
 
 
@@ -264,9 +268,12 @@ def _non_heap_growth(
     rss_before, rss_after = facts.base.rss, facts.new.rss
     if before is None or after is None or rss_before is None or rss_after is None:
         return None
-    delta = after - before
-    bar = max(int(thresholds.non_heap_ratio * rss_before), thresholds.non_heap_min)
-    if delta < bar:
+    # Only RSS beyond everything Go could hold resident is provably native: below that, RSS
+    # growing is Go touching memory it had already reserved (Sys counts reservations).
+    delta = max(0, after) - max(0, before)
+    rss_growth = rss_after - rss_before
+    bar = max(int(thresholds.non_heap_ratio * rss_after), thresholds.non_heap_min)
+    if delta < bar or delta < thresholds.non_heap_share * rss_growth:
         return None
     go_delta = _delta(facts.base.go_sys, facts.new.go_sys)
     hint = next((s.function for s in suspects if is_application(s.function)), None)
@@ -309,15 +316,13 @@ def _unclosed_response_body(
     reads, writes = changes.get(READ_LOOP, 0), changes.get(WRITE_LOOP, 0)
     if min(reads, writes) < 2:
         return None
-    transport = [
-        (stack, delta)
-        for stack, (delta, _) in facts.stack_growth.items()
-        if delta > 0 and any(f.startswith(TRANSPORT_FRAMES) for f in stack)
-    ]
-    transport_bytes = sum(delta for _, delta in transport)
+    growth = StackGrowth.from_mapping(facts.stack_growth)
+    transport = growth.rows_with(lambda name: name.startswith(TRANSPORT_FRAMES))
+    transport = transport[growth.bytes[transport] > 0]
+    transport_bytes = int(growth.bytes[transport].sum()) if transport.size else 0
     if transport_bytes <= 0:
         return None
-    callers = _http_callers(facts.stack_growth, new)
+    callers = _http_callers(growth, new)
     caller = callers[0] if callers else None
     message = (
         f"net/http's persistConn read and write loops grew by {reads} and {writes} goroutines "
@@ -333,8 +338,8 @@ def _unclosed_response_body(
         suspect = Suspect(
             function=caller,
             bytes=transport_bytes,
-            objects=sum(facts.stack_growth[stack][1] for stack, _ in transport),
-            path=dominant_path(transport),
+            objects=int(growth.objects[transport].sum()),
+            path=growth.dominant_path(transport, growth.bytes[transport]),
             mechanism="connections pinned by unclosed response bodies (net/http Transport)",
         )
     evidence = {
@@ -350,19 +355,27 @@ def _http_callers(growth: StackGrowth, new: Snapshot) -> list[str]:
     """Application functions that call net/http's Client, heaviest first.
 
     Their own request allocations grow with the leak; fall back to any caller in the profile.
+    Only stacks with a Client frame can have one, so only those are looked at.
     """
     weights: dict[str, int] = {}
-    for stack, (delta, _) in growth.items():
-        caller = _client_caller(stack)
+    for row in growth.rows_with(_is_client).tolist():
+        caller = _client_caller(growth.stack(row))
         if caller is not None:
-            weights[caller] = weights.get(caller, 0) + max(delta, 0)
+            weights[caller] = weights.get(caller, 0) + max(int(growth.bytes[row]), 0)
     if not weights:
+        samples = new.profile.samples
         index = new.profile.sample_index("inuse_space")
-        for stack, values in new.profile.stacks.items():
-            caller = _client_caller(stack)
+        clients = np.fromiter(map(_is_client, samples.names), dtype=bool, count=len(samples.names))
+        hits = np.flatnonzero(clients[samples.frames])
+        for sample in np.unique(samples.frame_samples()[hits]).tolist():
+            caller = _client_caller(samples.stack(sample))
             if caller is not None:
-                weights[caller] = weights.get(caller, 0) + values[index]
+                weights[caller] = weights.get(caller, 0) + int(samples.values[sample, index])
     return sorted(weights, key=lambda name: (-weights[name], name))
+
+
+def _is_client(function: str) -> bool:
+    return function.startswith(CLIENT_FRAME)
 
 
 def _client_caller(stack: tuple[str, ...]) -> str | None:

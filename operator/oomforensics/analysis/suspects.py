@@ -5,19 +5,174 @@ grew, walk their callers along the heaviest growth, and stop at the first frame 
 application's own code, because that is where the fix goes (`main.appendAudit`, not
 `bytes.growSlice`). Growth is computed per call stack (new minus base), so the walk follows
 the paths that actually grew.
+
+A profile has a hundred thousand stacks, so the work is done on arrays (`StackGrowth`): frames
+are node ids into a table of function names, and names are only looked at once per function.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from oomforensics.analysis.frames import entry_frame, first_application_frame, mechanism
-from oomforensics.pprof.profile import Profile, Stack
+import numpy as np
+from numpy.typing import NDArray
 
-StackGrowth = Mapping[Stack, tuple[int, int]]
-"""Per stack: (bytes, objects) new minus base."""
+from oomforensics.analysis.frames import (
+    first_application_frame,
+    is_application,
+    is_runtime,
+    is_symbol,
+    mechanism,
+)
+from oomforensics.pprof.arrays import IntArray, column_bounds, first_in_range, group_sum
+from oomforensics.pprof.profile import Profile, Stack, index_stacks
+
+Index = NDArray[np.intp]
+_UNKNOWN = "<unknown>"  # entry_frame's name for an empty stack
+
+
+class StackGrowth(Mapping[Stack, tuple[int, int]]):
+    """Per stack: (bytes, objects) new minus base, for the stacks that grew or shrank.
+
+    A read-only mapping from stack to growth, held as arrays: row r is the stack
+    `frames[offsets[s]:offsets[s + 1]]` with s = `samples[r]` (node ids into `names`, leaf
+    first), with `bytes[r]` and `objects[r]`. The mapping view builds its tuples on first use.
+    """
+
+    __slots__ = ("_dict", "bytes", "frames", "names", "objects", "offsets", "samples")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        frames: NDArray[np.int32],
+        offsets: Index,
+        samples: Index,
+        bytes_: IntArray,
+        objects: IntArray,
+    ) -> None:
+        self.names = names
+        self.frames = frames
+        self.offsets = offsets
+        self.samples = samples
+        self.bytes = bytes_
+        self.objects = objects
+        self._dict: dict[Stack, tuple[int, int]] | None = None
+
+    @classmethod
+    def from_mapping(cls, growth: Mapping[Stack, tuple[int, int]]) -> StackGrowth:
+        if isinstance(growth, StackGrowth):
+            return growth
+        nodes: dict[str, int] = {}
+        frames: list[int] = []
+        offsets = [0]
+        for stack in growth:
+            frames.extend(nodes.setdefault(name, len(nodes)) for name in stack)
+            offsets.append(len(frames))
+        pairs = list(growth.values())
+        matrix = np.array(pairs, dtype=object).reshape(len(pairs), 2)
+        try:
+            matrix = matrix.astype(np.int64)
+            if column_bounds(matrix).max(initial=0) >= 2.0**61:
+                matrix = np.array(pairs, dtype=object).reshape(len(pairs), 2)
+        except OverflowError:
+            pass
+        return cls(
+            names=tuple(nodes),
+            frames=np.array(frames, dtype=np.int32),
+            offsets=np.array(offsets, dtype=np.intp),
+            samples=np.arange(len(pairs), dtype=np.intp),
+            bytes_=matrix[:, 0],
+            objects=matrix[:, 1],
+        )
+
+    # --- the mapping ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Stack]:
+        return iter(self._as_dict())
+
+    def __getitem__(self, stack: Stack) -> tuple[int, int]:
+        return self._as_dict()[stack]
+
+    def __contains__(self, stack: object) -> bool:
+        return stack in self._as_dict()
+
+    def _as_dict(self) -> dict[Stack, tuple[int, int]]:
+        if self._dict is None:
+            self._dict = dict(
+                zip(
+                    (self.stack(row) for row in range(len(self))),
+                    zip(self.bytes.tolist(), self.objects.tolist(), strict=True),
+                    strict=True,
+                )
+            )
+        return self._dict
+
+    # --- arrays -----------------------------------------------------------------------------
+
+    def stack(self, row: int) -> Stack:
+        sample = int(self.samples[row])
+        start, stop = int(self.offsets[sample]), int(self.offsets[sample + 1])
+        return tuple(self.names[node] for node in self.frames[start:stop].tolist())
+
+    def lengths(self) -> Index:
+        return self.offsets[self.samples + 1] - self.offsets[self.samples]
+
+    def node_mask(self, predicate: Callable[[str], bool]) -> NDArray[np.bool_]:
+        """Per node: whether its name satisfies `predicate` (asked only of nodes in use)."""
+        mask = np.zeros(len(self.names), dtype=bool)
+        used = np.unique(self.frames)
+        names = self.names
+        mask[used] = np.fromiter(
+            (predicate(names[node]) for node in used.tolist()), dtype=bool, count=used.size
+        )
+        return mask
+
+    def first_frame(self, mask: NDArray[np.bool_], last: bool = False) -> Index:
+        """Per row: the index in `frames` of its first (leaf-most) frame whose node is in
+        `mask` (or its last, root-most, one); -1 if it has none."""
+        hits = np.flatnonzero(mask[self.frames])
+        start = self.offsets[self.samples]
+        return first_in_range(hits, start, self.offsets[self.samples + 1], last=last)
+
+    def rows_with(self, predicate: Callable[[str], bool]) -> Index:
+        """The rows whose stack has a frame whose name satisfies `predicate`."""
+        mask = self.node_mask(predicate)
+        if not mask.any():
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(self.first_frame(mask) >= 0)
+
+    def dominant_path(
+        self, rows: Index, weights: IntArray, stop: str | None = None
+    ) -> tuple[str, ...]:
+        """`dominant_path` over the given rows, each weighing `weights` (same order)."""
+        lengths = self.lengths()[rows]
+        keep = np.flatnonzero((weights > 0) & (lengths > 0))
+        starts = self.offsets[self.samples[rows[keep]]]
+        lengths, weights = lengths[keep], weights[keep]
+        bound = float(column_bounds(weights.reshape(-1, 1))[0]) if weights.size else 0.0
+        names = self.names
+        path: list[str] = []
+        depth = 0
+        while starts.size:
+            nodes = self.frames[starts + depth]
+            present, slot = np.unique(nodes, return_inverse=True)
+            totals = group_sum(slot, weights, present.size, bound)
+            best = totals.max()
+            tied = present[np.flatnonzero(totals == best)].tolist()
+            frame = max(tied, key=names.__getitem__)
+            path.append(names[frame])
+            if names[frame] == stop:
+                break
+            depth += 1
+            kept = np.flatnonzero((nodes == frame) & (lengths > depth))
+            starts, lengths, weights = starts[kept], lengths[kept], weights[kept]
+        return tuple(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +202,33 @@ class Suspect:
         }
 
 
-def stack_growth(base: Profile, new: Profile) -> dict[Stack, tuple[int, int]]:
+def stack_growth(base: Profile, new: Profile) -> StackGrowth:
     """(inuse bytes, inuse objects) growth per stack, zero-growth stacks left out."""
     space = new.sample_index("inuse_space")
     objects = new.sample_index("inuse_objects")
-    growth: dict[Stack, tuple[int, int]] = {}
-    for stack in base.stacks.keys() | new.stacks.keys():
-        if not stack:
-            continue
-        after = new.stacks.get(stack)
-        before = base.stacks.get(stack)
-        delta_bytes = (after[space] if after else 0) - (before[space] if before else 0)
-        delta_objects = (after[objects] if after else 0) - (before[objects] if before else 0)
-        if delta_bytes or delta_objects:
-            growth[stack] = (delta_bytes, delta_objects)
-    return growth
+    stacks = index_stacks([base.samples, new.samples])
+
+    def growth(index: int) -> IntArray:
+        weights = np.concatenate([-base.samples.values[:, index], new.samples.values[:, index]])
+        bound = float(base.samples.bounds[index] + new.samples.bounds[index])
+        return group_sum(stacks.group, weights, len(stacks), bound)
+
+    delta_bytes, delta_objects = growth(space), growth(objects)
+    lengths = np.diff(stacks.offsets)[stacks.first]
+    rows = np.flatnonzero(((delta_bytes != 0) | (delta_objects != 0)) & (lengths > 0))
+    # Usually few stacks changed: keep just their frames.
+    starts, sizes = stacks.offsets[stacks.first[rows]], lengths[rows]
+    offsets = np.zeros(rows.size + 1, dtype=np.intp)
+    np.cumsum(sizes, out=offsets[1:])
+    frames = stacks.frames[np.arange(int(offsets[-1])) + np.repeat(starts - offsets[:-1], sizes)]
+    return StackGrowth(
+        names=stacks.names,
+        frames=frames,
+        offsets=offsets,
+        samples=np.arange(rows.size, dtype=np.intp),
+        bytes_=delta_bytes[rows],
+        objects=delta_objects[rows],
+    )
 
 
 def dominant_path(stacks: Iterable[tuple[Stack, int]], stop: str | None = None) -> tuple[str, ...]:
@@ -90,42 +257,81 @@ def dominant_path(stacks: Iterable[tuple[Stack, int]], stop: str | None = None) 
     return tuple(path)
 
 
-def growth_paths(growth: StackGrowth, limit: int = 5) -> list[GrowthPath]:
+def growth_paths(growth: Mapping[Stack, tuple[int, int]], limit: int = 5) -> list[GrowthPath]:
     """The top functions by flat growth, each with its dominant chain of callers."""
-    by_leaf: defaultdict[str, list[tuple[Stack, int]]] = defaultdict(list)
-    for stack, (delta, _) in growth.items():
-        by_leaf[stack[0]].append((stack, delta))
-    totals = {leaf: sum(d for _, d in items) for leaf, items in by_leaf.items()}
-    top = sorted((leaf for leaf in totals if totals[leaf] > 0), key=lambda f: (-totals[f], f))
-    return [GrowthPath(leaf, totals[leaf], dominant_path(by_leaf[leaf])) for leaf in top[:limit]]
+    table = StackGrowth.from_mapping(growth)
+    rows = np.flatnonzero(table.lengths() > 0)
+    leaves = table.frames[table.offsets[table.samples[rows]]].astype(np.intp)
+    size = len(table.names)
+    bound = float(column_bounds(table.bytes.reshape(-1, 1))[0]) if rows.size else 0.0
+    totals = group_sum(leaves, table.bytes[rows], size, bound)
+    growing = np.flatnonzero(totals > 0).tolist()
+    values = totals.tolist()
+    names = table.names
+    top = heapq.nsmallest(limit, growing, key=lambda n: (-values[n], names[n]))
+    return [
+        GrowthPath(
+            names[leaf],
+            values[leaf],
+            table.dominant_path(rows[leaves == leaf], table.bytes[rows[leaves == leaf]]),
+        )
+        for leaf in top
+    ]
 
 
-def find_suspects(growth: StackGrowth, limit: int = 5, min_share: float = 0.02) -> list[Suspect]:
+def _stack_owners(table: StackGrowth) -> tuple[list[str], Index]:
+    """Owner names, and per row the owner's index in them: the stack's first application
+    frame, else its entry frame (the outermost frame outside the runtime), else its leaf."""
+    names = list(table.names)
+    application = table.node_mask(is_application)
+    entry = table.node_mask(lambda name: is_symbol(name) and not is_runtime(name))
+    first_app = table.first_frame(application)
+    owner = np.full(len(table), -1, dtype=np.intp)
+    found = np.flatnonzero(first_app >= 0)
+    owner[found] = table.frames[first_app[found]]
+    rest = np.flatnonzero(first_app < 0)
+    if rest.size:
+        last_entry = table.first_frame(entry, last=True)[rest]
+        leaves = table.offsets[table.samples[rest]]
+        fallback = np.where(last_entry >= 0, last_entry, leaves)
+        empty = table.lengths()[rest] == 0
+        owner[rest[~empty]] = table.frames[fallback[~empty]]
+        if empty.any():
+            if _UNKNOWN not in names:
+                names.append(_UNKNOWN)
+            owner[rest[empty]] = names.index(_UNKNOWN)
+    return names, owner
+
+
+def find_suspects(
+    growth: Mapping[Stack, tuple[int, int]], limit: int = 5, min_share: float = 0.02
+) -> list[Suspect]:
     """Suspects ranked by net bytes of growth attributed to them.
 
     Each growing stack is attributed to its first application frame; a stack without one (growth
     inside net/http's own goroutines, say) to its entry point, with the mechanism named.
     Suspects below `min_share` of the total growth are noise and left out.
     """
-    groups: defaultdict[str, list[tuple[Stack, int, int]]] = defaultdict(list)
-    for stack, (delta_bytes, delta_objects) in growth.items():
-        owner = first_application_frame(stack) or entry_frame(stack)
-        groups[owner].append((stack, delta_bytes, delta_objects))
-    total = sum(max(0, d) for d, _ in growth.values())
-    ranked = sorted(
-        (
-            (owner, sum(b for _, b, _ in items), sum(o for _, _, o in items))
-            for owner, items in groups.items()
-        ),
-        key=lambda g: (-g[1], g[0]),
-    )
+    table = StackGrowth.from_mapping(growth)
+    names, owner = _stack_owners(table)
+    size = len(names)
+    bounds = column_bounds(np.stack([table.bytes, table.objects], axis=1))
+    net_bytes = group_sum(owner, table.bytes, size, float(bounds[0])).tolist()
+    net_objects = group_sum(owner, table.objects, size, float(bounds[1])).tolist()
+    total = int(np.maximum(table.bytes, 0).sum()) if len(table) else 0
+    owners = np.flatnonzero(np.bincount(owner, minlength=size)).tolist()
+    ranked = heapq.nsmallest(limit, owners, key=lambda o: (-net_bytes[o], names[o]))
     suspects = []
-    for owner, net_bytes, net_objects in ranked[:limit]:
-        if net_bytes <= 0 or net_bytes < min_share * total:
+    for o in ranked:
+        function, net = names[o], net_bytes[o]
+        if net <= 0 or net < min_share * total:
             break
-        path = dominant_path(((stack, b) for stack, b, _ in groups[owner]), stop=owner)
-        application = first_application_frame(path) == owner
+        rows = np.flatnonzero(owner == o)
+        path = table.dominant_path(rows, table.bytes[rows], stop=function)
+        application = first_application_frame(path) == function
         suspects.append(
-            Suspect(owner, net_bytes, net_objects, path, None if application else mechanism(owner))
+            Suspect(
+                function, net, net_objects[o], path, None if application else mechanism(function)
+            )
         )
     return suspects

@@ -9,12 +9,14 @@ only in the total pprof prints percentages against.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
+from oomforensics.pprof.arrays import group_sum
 from oomforensics.pprof.errors import IncompatibleProfiles
-from oomforensics.pprof.profile import Profile, Stack
+from oomforensics.pprof.profile import Profile, index_stacks
 
 
 class BaseMode(StrEnum):
@@ -44,17 +46,22 @@ class HeapDiff:
 
 
 def function_table(profile: Profile, index: int) -> dict[str, tuple[int, int]]:
-    """Per function name: (flat, cum) for one sample index, as pprof's graph computes them."""
-    flat: defaultdict[str, int] = defaultdict(int)
-    cum: defaultdict[str, int] = defaultdict(int)
-    for stack, values in profile.stacks.items():
-        value = values[index]
-        if value == 0 or not stack:
-            continue
-        flat[stack[0]] += value
-        for name in set(stack):  # a function counts once per sample, however often it recurs
-            cum[name] += value
-    return {name: (flat.get(name, 0), total) for name, total in cum.items()}
+    """Per function name: (flat, cum) for one sample index, as pprof's graph computes them.
+
+    A sample adds its value to the flat of its leaf and to the cum of every function on its
+    stack once, however often the function recurs. Functions seen only in samples whose
+    value is zero are left out.
+    """
+    samples = profile.samples
+    flat, cum, present = samples.function_table(index)
+    nodes = np.flatnonzero(present)
+    names = samples.names
+    return {
+        names[node]: (f, c)
+        for node, f, c in zip(
+            nodes.tolist(), flat[nodes].tolist(), cum[nodes].tolist(), strict=True
+        )
+    }
 
 
 def pprof_order(functions: list[FunctionValue]) -> list[FunctionValue]:
@@ -114,16 +121,22 @@ def check_compatible(base: Profile, new: Profile) -> None:
 
 def _report_total(base: Profile, new: Profile, index: int, mode: BaseMode) -> int:
     if mode is BaseMode.DIFF_BASE:
-        # pprof: the base samples carry the pprof::base label and alone make the total.
-        total = sum(abs(v[index]) for v in base.stacks.values())
+        # pprof: the base samples carry the pprof::base label and alone make the total:
+        # the sum of |value| over the base's samples merged per stack.
+        total = _abs_stack_total([base], [1], index)
         if total:
             return total
     # -base: sum of |value| over the merged samples. Samples merge per stack here, while pprof
     # also keys on labels; the difference only shows in percentages, never in flat or cum.
-    stacks = base.stacks.keys() | new.stacks.keys()
-    return sum(abs(_value(new, s, index) - _value(base, s, index)) for s in stacks)
+    return _abs_stack_total([base, new], [-1, 1], index)
 
 
-def _value(profile: Profile, stack: Stack, index: int) -> int:
-    values = profile.stacks.get(stack)
-    return values[index] if values is not None else 0
+def _abs_stack_total(profiles: list[Profile], signs: list[int], index: int) -> int:
+    """Sum over distinct stacks of |sum over the profiles of sign * the stack's value|."""
+    columns = [sign * p.samples.values[:, index] for p, sign in zip(profiles, signs, strict=True)]
+    if len(columns) == 1 and ((columns[0] >= 0).all() or (columns[0] <= 0).all()):
+        return abs(int(columns[0].sum()))  # one sign throughout: merging changes nothing
+    stacks = index_stacks([p.samples for p in profiles])
+    bound = float(sum(p.samples.bounds[index] for p in profiles))
+    sums = group_sum(stacks.group, np.concatenate(columns), len(stacks), bound)
+    return int(np.abs(sums).sum())
