@@ -33,6 +33,14 @@ def is_runtime(function: str) -> bool:
     return package == "runtime" or package.startswith(("runtime/", "internal/"))
 
 
+PROFILER_PACKAGES = frozenset({"runtime/pprof", "net/http/pprof"})
+
+
+def is_profiler(function: str) -> bool:
+    """Frames of the profiler itself: taking a snapshot allocates, and that is not the leak."""
+    return package_of(function) in PROFILER_PACKAGES
+
+
 def first_application_frame(stack: tuple[str, ...]) -> str | None:
     """The innermost application frame of a leaf-first stack."""
     for function in stack:

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from oomforensics.analysis.frames import (
     first_application_frame,
     is_application,
+    is_profiler,
     is_runtime,
     is_symbol,
     mechanism,
@@ -279,6 +280,9 @@ def growth_paths(growth: Mapping[Stack, tuple[int, int]], limit: int = 5) -> lis
     ]
 
 
+_PROFILER = "<profiler>"
+
+
 def _stack_owners(table: StackGrowth) -> tuple[list[str], Index]:
     """Owner names, and per row the owner's index in them: the stack's first application
     frame, else its entry frame (the outermost frame outside the runtime), else its leaf."""
@@ -314,12 +318,21 @@ def find_suspects(
     """
     table = StackGrowth.from_mapping(growth)
     names, owner = _stack_owners(table)
+    # Growth under the profiler's own frames is the cost of looking, not a suspect.
+    observer = table.first_frame(table.node_mask(is_profiler)) >= 0
+    if observer.any():
+        names.append(_PROFILER)
+        owner[observer] = len(names) - 1
     size = len(names)
     bounds = column_bounds(np.stack([table.bytes, table.objects], axis=1))
     net_bytes = group_sum(owner, table.bytes, size, float(bounds[0])).tolist()
     net_objects = group_sum(owner, table.objects, size, float(bounds[1])).tolist()
-    total = int(np.maximum(table.bytes, 0).sum()) if len(table) else 0
-    owners = np.flatnonzero(np.bincount(owner, minlength=size)).tolist()
+    total = int(np.maximum(table.bytes[~observer], 0).sum()) if len(table) else 0
+    owners = [
+        o
+        for o in np.flatnonzero(np.bincount(owner, minlength=size)).tolist()
+        if names[o] != _PROFILER
+    ]
     ranked = heapq.nsmallest(limit, owners, key=lambda o: (-net_bytes[o], names[o]))
     suspects = []
     for o in ranked:

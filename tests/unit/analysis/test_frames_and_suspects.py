@@ -108,3 +108,18 @@ def test_growth_paths_rank_leaves_by_flat_growth():
         ("bytes.growSlice", 5),
     ]
     assert paths[1].path == ("bytes.growSlice", "fmt.Fprintf", "main.appendAudit")
+
+
+def test_the_profilers_own_allocations_are_not_suspects():
+    # Taking the snapshot allocates under runtime/pprof; that is the cost of looking.
+    growth = {
+        (
+            "compress/flate.NewWriter",
+            "runtime/pprof.(*profileBuilder).build",
+            "net/http/pprof.handler.ServeHTTP",
+            "net/http.(*conn).serve",
+        ): (900_000, 5),
+        ("syscall.(*mmapper).Mmap", "syscall.Mmap", "main.mapNative"): (100_000, 2),
+    }
+    suspects = find_suspects(growth)
+    assert [s.function for s in suspects] == ["main.mapNative"]
