@@ -55,4 +55,6 @@ python_env
 go_toolchain
 "$ROOT/hack/build-go-fixtures.sh"
 "$ROOT/hack/moto-server.sh"
+"$ROOT/hack/build-apiserver.sh"
+"$ROOT/hack/get-kubectl.sh"
 log "ready"

@@ -23,7 +23,7 @@ from oomforensics.k8s.status import (
     oom_summary_json,
     summary_json,
 )
-from tests.support.apiserver import ApiServer, apiserver_fixture  # noqa: F401
+from tests.support.apiserver import ApiServer, apiserver_fixture, wait_for_crd  # noqa: F401
 from tests.support.waiting import eventually
 
 CRD_FILE = Path(__file__).parents[3] / "crds" / "memoryinvestigations.oomforensics.io.yaml"
@@ -50,13 +50,7 @@ def api(apiserver: ApiServer) -> Iterator[httpx.Client]:
             }
             assert http.put(f"{crds}/{CRD['metadata']['name']}", json=body).status_code == 200
 
-        def established() -> bool:
-            conditions = (
-                http.get(f"{crds}/{CRD['metadata']['name']}").json()["status"].get("conditions", [])
-            )
-            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-        eventually(established, 30, "the CRD to be established")
+        wait_for_crd(http, CRD["metadata"]["name"])
         eventually(lambda: http.get(BASE).status_code == 200, 30, "the resource to be served")
         yield http
 
