@@ -19,7 +19,6 @@ from tests.support.apiserver import (
     KUBECTL_BIN,
     KUBECTL_HINT,
     ApiServer,
-    apiserver_fixture,  # noqa: F401  (registers the session fixture `apiserver`)
     kubectl_present,
     wait_for_crd,
 )

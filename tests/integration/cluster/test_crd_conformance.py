@@ -23,7 +23,7 @@ from oomforensics.k8s.status import (
     oom_summary_json,
     summary_json,
 )
-from tests.support.apiserver import ApiServer, apiserver_fixture, wait_for_crd  # noqa: F401
+from tests.support.apiserver import ApiServer, wait_for_crd
 from tests.support.waiting import eventually
 
 CRD_FILE = Path(__file__).parents[3] / "crds" / "memoryinvestigations.oomforensics.io.yaml"

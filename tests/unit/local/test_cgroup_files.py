@@ -66,13 +66,14 @@ def test_flat_keyed_skips_junk():
         ("1.5Gi", 3 * 2**29),
         ("134217728", 134217728),
         ("1k", 1000),
+        ("7420Ki", 7420 * 1024),
     ],
 )
 def test_memory_quantities(text, expected):
     assert parse_memory(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1Mi", "0", "12Q", "Mi"])
+@pytest.mark.parametrize("text", ["", "abc", "-1Mi", "0", "12Q", "Mi", "5ki", "5mi"])
 def test_bad_quantities_say_what_is_expected(text):
     with pytest.raises(InvalidQuantity):
         parse_memory(text)
