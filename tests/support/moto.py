@@ -7,7 +7,8 @@ and this module only starts its `moto_server` as a process and talks HTTP to it.
 moto keeps everything in memory. To make `stop()`/`start()` an outage of a durable store (S3
 does not forget objects during a network outage), the server records every request it accepts
 (moto's recorder writes each request before handling it, so anything it acknowledged is in the
-recording) and a restart replays the recording before it is used again.
+recording) and a restart replays the recording before it is used again. moto_launch.py starts
+the server with the recorder serialised (it is not thread-safe on its own).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.support.waiting import eventually
 
 REGION = "us-east-1"
 SETUP_HINT = "run hack/moto-server.sh (make setup does)"
+LAUNCHER = Path(__file__).with_name("moto_launch.py")
 
 
 def moto_venv() -> Path:
@@ -54,6 +56,7 @@ class MotoServer:
         self.bucket = bucket
         self.persist = persist
         self.binary = moto_venv() / "bin" / "moto_server"
+        self.python = moto_venv() / "bin" / "python"
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError(f"moto_server not found at {self.binary}: {SETUP_HINT}")
         self.port = free_port()
@@ -90,7 +93,15 @@ class MotoServer:
             env.update(MOTO_ENABLE_RECORDING="true", MOTO_RECORDER_FILEPATH=str(self.recording))
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(self.binary), "-H", "127.0.0.1", "-p", str(self.port)],
+                [
+                    str(self.python),
+                    "-I",
+                    str(LAUNCHER),  # -I: not our tests/support/moto.py
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                ],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
