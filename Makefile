@@ -25,8 +25,11 @@ demo: setup
 	$(BIN)/oomforensics demo
 
 # Benchmarks measure; tests never time. Results go to benchmarks/RESULTS.md.
+# The pre-OOM benchmark kills real processes for ~40 min; PREOOM_ARGS="--repeat 1" is quicker.
+PREOOM_ARGS ?=
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py
+	$(BIN)/python benchmarks/bench_preoom.py $(PREOOM_ARGS)
 
 # Regenerate the protobuf module after editing profile.proto (the output is committed).
 proto: setup
