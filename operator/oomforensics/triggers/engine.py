@@ -26,9 +26,9 @@ The rules, and why:
 - predicted: a least-squares line through the last `fit_window` seconds projects when the
   limit will be reached; under `horizon` seconds, capture ("predicted"). A fast leak is then
   caught well before 80%, and a slow one is not (it reaches the thresholds in its own time).
-  A second line through the latest quarter of the window is fitted too and the nearer
-  projection wins, so a leak that starts after a long plateau is seen within seconds rather
-  than after a whole window.
+  A second line through the latest quarter of the window (stretched to the last three
+  samples when sampling is sparse) is fitted too and the nearer projection wins, so a leak
+  that starts after a long plateau is seen within seconds rather than after a whole window.
   One predicted capture per approach: it re-arms once the projection is gone or at least twice
   the horizon away.
 - growth (no limit only: thresholds and projection need a limit): capture when the working
@@ -305,10 +305,23 @@ def _projection(
         fit = _fit(samples, now, settings.fit_window)
         return None, (None if fit is None else fit[0])
     whole = project(samples, limit, now, settings.fit_window)
-    recent = project(samples, limit, now, settings.fit_window / RECENT_FIT_FRACTION)
+    recent = project(samples, limit, now, recent_fit_window(samples, now, settings))
     if recent[0] is not None and (whole[0] is None or recent[0] < whole[0]):
         return recent
     return whole
+
+
+def recent_fit_window(
+    samples: Sequence[MemorySample], now: float, settings: TriggerSettings
+) -> float:
+    """The quick fit's window: the latest quarter of the fit window, stretched to hold the
+    last three samples when sampling is sparse (at 15 s, a 30 s window holds only two once
+    the intervals jitter past 15 s, and the quick fit would never speak)."""
+    quarter = settings.fit_window / RECENT_FIT_FRACTION
+    if len(samples) < MIN_FIT_SAMPLES:
+        return quarter
+    third_last = samples[-MIN_FIT_SAMPLES].at
+    return min(settings.fit_window, max(quarter, now - third_last))
 
 
 def _percent(working_set: int, limit: int | None) -> float | None:
