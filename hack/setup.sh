@@ -57,4 +57,5 @@ go_toolchain
 "$ROOT/hack/moto-server.sh"
 "$ROOT/hack/build-apiserver.sh"
 "$ROOT/hack/get-kubectl.sh"
+"$ROOT/hack/get-chromium.sh"
 log "ready"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "oomforensics"
-PURE = ["pprof", "analysis", "triggers"]
+PURE = ["pprof", "analysis", "triggers", "report"]
 FORBIDDEN = {"kopf", "kubernetes", "httpx", "obstore", "aiohttp", "urllib", "socket", "requests"}
 # The pure core may not reach the edges either.
 FORBIDDEN_INTERNAL = (
