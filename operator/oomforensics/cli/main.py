@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from oomforensics import __version__
 from oomforensics.archive.store import ArchiveError
-from oomforensics.cli import demo, diff, report, watch
+from oomforensics.cli import demo, diff, report, run, watch
 from oomforensics.cli.errors import UsageError
 from oomforensics.local.cgroup import CgroupError
 from oomforensics.local.launch import LaunchError
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_parser(commands)
     demo.add_parser(commands)
     report.add_parser(commands)
+    run.add_parser(commands)
     return parser
 
 

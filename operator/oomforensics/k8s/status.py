@@ -122,11 +122,18 @@ def conditions_json(
     return out
 
 
-def summary_json(comparison: Comparison, top_n: int = 5) -> dict[str, Any]:
-    """The analysis from the run's baseline to its latest snapshot, bounded for etcd."""
+def summary_json(
+    comparison: Comparison, top_n: int = 5, *, by_weight: bool = False
+) -> dict[str, Any]:
+    """The analysis from the run's baseline to its latest snapshot, bounded for etcd.
+
+    `classification` is the first finding; with `by_weight`, the finding that accounts for
+    the most bytes (see `dominant_findings`), so 1 MB of heap growth does not outrank 90 MB
+    of native growth in what the printer columns and conditions say.
+    """
     analysis = comparison.analysis
     heap_growth = analysis.facts.heap_growth
-    kinds = [f.kind for f in analysis.findings]
+    kinds = dominant_findings(comparison) if by_weight else [f.kind for f in analysis.findings]
     rss = analysis.facts
     rss_growth = (
         rss.new.rss - rss.base.rss if rss.new.rss is not None and rss.base.rss is not None else None
@@ -157,6 +164,20 @@ def summary_json(comparison: Comparison, top_n: int = 5) -> dict[str, Any]:
     if comparison.goroutines.base is not None and comparison.goroutines.new is not None:
         doc["goroutineGrowth"] = comparison.goroutines.new - comparison.goroutines.base
     return doc
+
+
+def dominant_findings(comparison: Comparison) -> list[str]:
+    """Finding kinds, the classic signature first, then by the bytes their evidence counts."""
+    findings = list(comparison.analysis.findings)
+
+    def weight(index: int) -> tuple[int, int, int]:
+        finding = findings[index]
+        classic = 0 if finding.kind == "unclosed-response-body" else 1
+        amount = finding.evidence.get("bytes")
+        size = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+        return (classic, -size, index)
+
+    return [findings[i].kind for i in sorted(range(len(findings)), key=weight)]
 
 
 def oom_summary_json(summary: Mapping[str, Any]) -> dict[str, Any]:

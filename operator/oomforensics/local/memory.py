@@ -8,6 +8,7 @@ from typing import Protocol
 
 import httpx
 
+from oomforensics.capture.prometheus import resident_bytes
 from oomforensics.local.cgroup import CgroupError, MemoryCgroup
 
 
@@ -67,12 +68,8 @@ class MetricsMemory:
             response.raise_for_status()
         except httpx.HTTPError:
             return None
-        for line in response.text.splitlines():
-            name, _, value = line.partition(" ")
-            if name == "process_resident_memory_bytes":
-                rss = int(float(value))
-                return MemoryReading(rss, rss)
-        return None
+        rss = resident_bytes(response.text)
+        return MemoryReading(rss, rss) if rss is not None else None
 
 
 def proc_rss(pid: int) -> int | None:

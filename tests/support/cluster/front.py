@@ -1,7 +1,7 @@
 """The cluster front: one Kubernetes API URL for kopf, kubectl and the kubernetes client.
 
 It answers discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`),
-serves core v1 pods, events and namespaces and `metrics.k8s.io/v1beta1` PodMetrics from its
+serves core v1 pods, events, namespaces and secrets and `metrics.k8s.io/v1beta1` PodMetrics from its
 own in-memory store, and proxies `apiextensions.k8s.io` and every custom resource group to a
 real API server (tests/support/apiserver.py) when one is given: requests and watch streams
 pass through as they are (status, body, query string), chunk by chunk.
@@ -215,9 +215,10 @@ NAMESPACES = Resource(
     subresources=(("status", ("get", "patch", "update")), ("finalize", ("update",))),
     field_labels=frozenset({"metadata.name", "status.phase"}),
 )
+SECRETS = Resource("", "v1", "secrets", "Secret", "secret", True, ALL_VERBS)
 POD_METRICS = Resource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", "", True, ("get", "list"))
-STORED = (PODS, EVENTS, NAMESPACES)
-CORE_RESOURCES = (PODS, EVENTS, NAMESPACES)
+STORED = (PODS, EVENTS, NAMESPACES, SECRETS)
+CORE_RESOURCES = (PODS, EVENTS, NAMESPACES, SECRETS)
 LOCAL_GROUPS: dict[str, dict[str, tuple[Resource, ...]]] = {
     "metrics.k8s.io": {"v1beta1": (POD_METRICS,)},
 }
@@ -1114,6 +1115,23 @@ def _default_event(obj: JSON) -> None:
     obj.setdefault("count", 1)
 
 
+def _default_secret(secret: JSON) -> None:
+    # As the API server does: stringData is write-only, merged into data as base64.
+    secret.setdefault("type", "Opaque")
+    data = secret.setdefault("data", {})
+    for key, value in (secret.pop("stringData", None) or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+
+
+def _validate_secret(resource: Resource, secret: JSON) -> None:
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except ValueError:
+            name = secret["metadata"].get("name", "")
+            raise invalid(resource, name, f"data[{key}]: Invalid value: illegal base64") from None
+
+
 def _default_pod(pod: JSON) -> None:
     spec = pod.setdefault("spec", {})
     spec.setdefault("restartPolicy", "Always")
@@ -1212,8 +1230,12 @@ _DEFAULTS: dict[str, Callable[[JSON], None]] = {
     "pods": _default_pod,
     "namespaces": _default_namespace,
     "events": _default_event,
+    "secrets": _default_secret,
 }
-_VALIDATE_CREATE: dict[str, Callable[[Resource, JSON], None]] = {"pods": _validate_pod}
+_VALIDATE_CREATE: dict[str, Callable[[Resource, JSON], None]] = {
+    "pods": _validate_pod,
+    "secrets": _validate_secret,
+}
 _VALIDATE_UPDATE: dict[str, Callable[[Resource, JSON, JSON], None]] = {"pods": _validate_pod_update}
 
 
@@ -1538,6 +1560,7 @@ class ClusterFront:
         self.upstream = upstream
         self.store = ObjectStore(STORED, history)
         self.metrics = MetricsBoard(self.store)
+        self.metrics_server = True  # False: no metrics.k8s.io, as in a cluster without one
         self.calls: list[ApiCall] = []
         self.log_source: LogSource | None = None  # set by the kubelet: pods/log
         self.watch_timeout = watch_timeout
@@ -1723,7 +1746,7 @@ class ClusterFront:
                     {"kind": "APIGroupList", "apiVersion": "v1", "groups": await self._groups()}
                 )
             group = parts[1]
-            if group in LOCAL_GROUPS:
+            if group in self._local_groups():
                 versions = LOCAL_GROUPS[group]
                 if len(parts) == 2:
                     return web.json_response(
@@ -1757,8 +1780,13 @@ class ClusterFront:
             "resources": [entry for r in resources for entry in r.discovery()],
         }
 
+    def _local_groups(self) -> dict[str, dict[str, tuple[Resource, ...]]]:
+        if self.metrics_server:
+            return LOCAL_GROUPS
+        return {k: v for k, v in LOCAL_GROUPS.items() if k != POD_METRICS.group}
+
     async def _groups(self) -> list[JSON]:
-        groups = [_group_entry(name, versions) for name, versions in LOCAL_GROUPS.items()]
+        groups = [_group_entry(name, versions) for name, versions in self._local_groups().items()]
         if self.upstream is not None:
             groups.extend(await self._upstream_groups())
         return groups

@@ -1,0 +1,168 @@
+"""The few Kubernetes API calls the operator makes itself (kopf does watching and indexing).
+
+PodMetrics lists (one per namespace per interval), the status merge patch, Events, Secrets
+for storage credentials, and an httpx client for the API server's pods/proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import kopf
+
+from oomforensics import __version__
+
+GROUP = "oomforensics.io"
+VERSION = "v1alpha1"
+PLURAL = "memoryinvestigations"
+KIND = "MemoryInvestigation"
+COMPONENT = "oomforensics"
+MERGE_PATCH = "application/merge-patch+json"
+_counter = itertools.count()
+
+
+class ApiFailure(Exception):
+    """An API call that failed; `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """What an Event is about."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ObjectRef:
+        meta = body.get("metadata") or {}
+        return cls(
+            str(body.get("apiVersion") or "v1"),
+            str(body.get("kind") or "Pod"),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+            str(meta.get("uid") or ""),
+        )
+
+
+def client_for(info: kopf.ConnectionInfo, timeout: float = 30.0) -> httpx.AsyncClient:
+    """An httpx client authenticated as kopf is (token, client certificate, CA)."""
+    verify: ssl.SSLContext | bool = True
+    if info.insecure:
+        verify = False
+    elif info.ca_path or info.ca_data:
+        context = ssl.create_default_context()
+        if info.ca_path:
+            context.load_verify_locations(cafile=str(info.ca_path))
+        else:
+            data = info.ca_data
+            text = data.decode() if isinstance(data, bytes) else str(data)
+            if "BEGIN CERTIFICATE" not in text:
+                text = base64.b64decode(text).decode()
+            context.load_verify_locations(cadata=text)
+        verify = context
+    if info.certificate_path and info.private_key_path and isinstance(verify, ssl.SSLContext):
+        verify.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+    headers = {"User-Agent": f"oomforensics/{__version__}"}
+    auth: httpx.Auth | None = None
+    if info.token:
+        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+    elif info.username and info.password:
+        auth = httpx.BasicAuth(info.username, info.password)
+    return httpx.AsyncClient(
+        base_url=info.server.rstrip("/"),
+        verify=verify,
+        headers=headers,
+        auth=auth,
+        timeout=timeout,
+        follow_redirects=False,
+    )
+
+
+class KubeApi:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiFailure(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("message") or response.text[:300])
+            except ValueError:
+                message = response.text[:300]
+            raise ApiFailure(response.status_code, f"{method} {path}: {message}")
+        return response
+
+    async def pod_metrics(self, namespace: str) -> list[dict[str, Any]]:
+        """Every PodMetrics of the namespace in one list (never one GET per pod)."""
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+        items = (await self._request("GET", path)).json().get("items") or []
+        return [i for i in items if isinstance(i, dict)]
+
+    async def get_investigation(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        body: dict[str, Any] = (await self._request("GET", path)).json()
+        return body
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        response = await self._request(
+            "PATCH", path, json={"status": patch}, headers={"Content-Type": MERGE_PATCH}
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+        body = (await self._request("GET", path)).json()
+        data = body.get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items() if isinstance(v, str)}
+
+    async def post_event(
+        self, about: ObjectRef, reason: str, message: str, type_: str = "Normal"
+    ) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"{about.name}.{time.time_ns():x}{next(_counter)}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name[:253], "namespace": about.namespace},
+            "involvedObject": {
+                "apiVersion": about.api_version,
+                "kind": about.kind,
+                "namespace": about.namespace,
+                "name": about.name,
+                "uid": about.uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._request("POST", f"/api/v1/namespaces/{about.namespace}/events", json=body)

@@ -1,0 +1,160 @@
+"""What one pass observed, and the conditions decided from it alone (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from oomforensics.k8s.status import Condition, OomKillStatus
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one pass saw; conditions are decided from it alone."""
+
+    spec_error: str | None = None
+    suspended: bool = False
+    storage_error: tuple[str, str] | None = None  # (reason, message)
+    storage_used: bool = False
+    targets: int = 0
+    target_problems: tuple[str, ...] = ()
+    capture_errors: tuple[str, ...] = ()
+    no_limit: tuple[str, ...] = ()
+    snapshots: int = 0
+    summary: Mapping[str, Any] | None = None
+    summary_error: str | None = None
+    oom_kills: tuple[OomKillStatus, ...] = ()
+
+
+def decide_conditions(obs: Observation) -> list[Condition]:
+    """Ready, Capturing, LeakSuspected, OOMObserved, StorageReady, with actionable reasons."""
+    if obs.storage_error is not None:
+        storage = Condition("StorageReady", "False", *obs.storage_error)
+    elif obs.storage_used:
+        storage = Condition("StorageReady", "True", "StorageReachable", "the archive answers")
+    else:
+        storage = Condition("StorageReady", "Unknown", "NotYetUsed", "nothing stored yet")
+
+    if obs.spec_error is not None:
+        capturing = Condition("Capturing", "False", "InvalidSpec", obs.spec_error)
+    elif obs.suspended:
+        capturing = Condition("Capturing", "False", "Suspended", "spec.suspend is true")
+    elif obs.targets == 0:
+        capturing = Condition(
+            "Capturing",
+            "False",
+            "NoMatchingPods",
+            "no pod in this namespace matches spec.selector: check the labels",
+        )
+    elif obs.target_problems:
+        capturing = Condition(
+            "Capturing", "False", "EndpointNotConfigured", "; ".join(obs.target_problems)
+        )
+    elif obs.capture_errors:
+        capturing = Condition("Capturing", "False", "CaptureFailed", "; ".join(obs.capture_errors))
+    elif obs.no_limit:
+        capturing = Condition(
+            "Capturing",
+            "True",
+            "NoMemoryLimit",
+            f"{', '.join(obs.no_limit)} without a memory limit: limit thresholds and "
+            "prediction are off, the growth trigger is on; set resources.limits.memory",
+        )
+    else:
+        capturing = Condition(
+            "Capturing", "True", "Sampling", f"watching {obs.targets} container(s)"
+        )
+
+    if obs.summary is not None:
+        leak = bool(obs.summary.get("leakSuspected"))
+        classification = str(obs.summary.get("classification") or "no-growth")
+        verdict = str(obs.summary.get("verdict") or "")
+        leak_condition = Condition(
+            "LeakSuspected",
+            "True" if leak else "False",
+            _camel(classification) if leak else "NoLeakFound",
+            verdict or classification,
+        )
+    elif obs.summary_error is not None:
+        leak_condition = Condition(
+            "LeakSuspected", "Unknown", "UnreadableProfiles", obs.summary_error
+        )
+    else:
+        leak_condition = Condition(
+            "LeakSuspected",
+            "Unknown",
+            "NotEnoughSnapshots",
+            "a summary needs two snapshots of one container run",
+        )
+
+    if obs.oom_kills:
+        last = obs.oom_kills[-1]
+        where = (
+            f"; last snapshot before it: {last.pre_oom_snapshot}" if last.pre_oom_snapshot else ""
+        )
+        oom = Condition(
+            "OOMObserved",
+            "True",
+            "OOMKilled",
+            f"{len(obs.oom_kills)} OOM kill(s); last: pod {last.pod} container "
+            f"{last.container} run {last.run}{where}",
+        )
+    else:
+        oom = Condition("OOMObserved", "False", "NoOOMKills", "no OOM kill seen")
+
+    blocker = next(
+        (c for c in (capturing, storage) if c.status == "False"),
+        None,
+    )
+    if blocker is not None:
+        ready = Condition("Ready", "False", blocker.reason, blocker.message)
+    else:
+        ready = Condition(
+            "Ready",
+            "True",
+            "Investigating",
+            f"{obs.targets} container(s) watched, {obs.snapshots} snapshot(s) stored",
+        )
+    return [ready, capturing, leak_condition, oom, storage]
+
+
+def _camel(slug: str) -> str:
+    return "".join(part.capitalize() for part in slug.split("-")) or "LeakSuspected"
+
+
+def oom_kill_from_json(doc: Mapping[str, Any]) -> OomKillStatus | None:
+    """An entry of a previous status.oomKills (kept across operator restarts)."""
+    try:
+        percent = doc.get("percentOfLimit")
+        return OomKillStatus(
+            pod=str(doc["pod"]),
+            uid=str(doc.get("uid") or ""),
+            container=str(doc["container"]),
+            run=int(doc["run"]),
+            time=datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")),
+            exit_code=int(doc.get("exitCode") or 0),
+            pre_oom_snapshot=doc.get("preOomSnapshot"),
+            percent_of_limit=float(str(percent).rstrip("%")) if percent else None,
+            summary=doc.get("summary"),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def replacing_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:
+    """A merge patch turning `previous` into `new`: keys gone from `new` are set to null."""
+    patch: JSON = {}
+    for key, value in new.items():
+        old = previous.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            patch[key] = replacing_patch(old, value)
+        else:
+            patch[key] = value
+    for key in previous:
+        if key not in new:
+            patch[key] = None
+    return patch

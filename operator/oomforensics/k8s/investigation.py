@@ -1,0 +1,600 @@
+"""One MemoryInvestigation at work: sample, decide, capture, archive, tell (the service layer).
+
+`InvestigationRunner.step()` is one pass, level-based: it reads the spec, the selected pods
+(from kopf's index), one PodMetrics list for the namespace (a container missing from it, or
+every container when no metrics API is served, is read from its own /metrics), decides per
+container run with the pure triggers, captures and stores what they ask for, and writes the
+whole status with a merge patch. The pure pieces (targets.py, conditions.py, status.py) are
+tested without a cluster. Nothing a user can get wrong raises: it ends up as a condition
+reason and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from oomforensics.analysis.comparison import compare
+from oomforensics.analysis.snapshot import snapshot_from_files
+from oomforensics.archive.layout import ContainerRun as RunFolder
+from oomforensics.archive.layout import SnapshotKey
+from oomforensics.archive.manifest import MANIFEST_NAME, build_manifest
+from oomforensics.archive.retention import RetentionPolicy, apply_retention
+from oomforensics.archive.store import Archive, ArchiveError
+from oomforensics.capture.errors import CaptureError
+from oomforensics.capture.prometheus import RSS_METRIC, resident_bytes
+from oomforensics.k8s.api import GROUP, KIND, VERSION, ApiFailure, ObjectRef
+from oomforensics.k8s.conditions import (
+    Observation,
+    decide_conditions,
+    oom_kill_from_json,
+    replacing_patch,
+)
+from oomforensics.k8s.services import Services, StorageProblem
+from oomforensics.k8s.spec import InvalidSpec, InvestigationSpec, parse_spec
+from oomforensics.k8s.status import (
+    OomKillStatus,
+    TargetStatus,
+    build_status,
+    oom_summary_json,
+    summary_json,
+)
+from oomforensics.k8s.targets import (
+    Target,
+    metrics_url,
+    pprof_base,
+    select_targets,
+    working_sets,
+)
+from oomforensics.pprof.errors import ProfileError
+from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.triggers import (
+    ContainerRun,
+    MemorySample,
+    TriggerState,
+    detect_oom_kills,
+    observe,
+    reason_threshold,
+    record_capture,
+    state_for_run,
+)
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+
+@dataclass
+class _RunRecord:
+    """Snapshots of one container run, oldest first (rebuilt from the archive after a restart)."""
+
+    keys: list[SnapshotKey] = field(default_factory=list)
+    loaded: bool = False
+
+
+class InvestigationRunner:
+    """The work for one MemoryInvestigation; `step()` is one level-based pass."""
+
+    def __init__(self, services: Services, namespace: str, name: str, uid: str) -> None:
+        self.services = services
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+        self.started_at = time.time()
+        self.wake = asyncio.Event()
+        self._states: dict[ContainerRun, TriggerState] = {}
+        self._pods: dict[str, Mapping[str, Any]] = {}  # uid -> last pod seen (OOM detection)
+        self._runs: dict[RunFolder, _RunRecord] = {}
+        self._oom: dict[tuple[str, str, int], OomKillStatus] = {}
+        self._oom_loaded = False
+        self._pending_kills: list[tuple[Mapping[str, Any], Any]] = []
+        self._errors: dict[tuple[str, str, int], str] = {}  # by container run
+        self._last_working_set: dict[tuple[str, str], int] = {}
+        self._summaries: dict[tuple[str, str], JSON] = {}
+        # Files of the snapshots taken by this process: one taken as the container died may
+        # lack goroutine.txt, and a diff without it cannot see leaked connections.
+        self._files: dict[SnapshotKey, frozenset[str]] = {}
+        self._snapshot_count: int | None = None
+        self._last_capture: tuple[SnapshotKey, str] | None = None
+        self._storage_used = False
+        self._last_retention = 0.0
+        self._written: Mapping[str, Any] | None = None  # the status as last written
+        self.spec: InvestigationSpec | None = None
+        self._storage_failure: tuple[str, str] | None = None  # the last store write failed
+        self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(f"{GROUP}/{VERSION}", KIND, self.namespace, self.name, self.uid)
+
+    # -- pods (from the pod event handler and from each pass) --
+
+    def pod_changed(self, pod: Mapping[str, Any], spec: InvestigationSpec | None = None) -> bool:
+        """Note a pod version; queue the OOM kills it shows that were not seen before."""
+        meta = pod.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return False
+        if spec is not None and not spec.selector.matches(meta.get("labels") or {}):
+            return False
+        previous = self._pods.get(uid)
+        kills = detect_oom_kills(previous, pod, since=self.started_at)
+        self._pods[uid] = pod
+        for kill in kills:
+            self._pending_kills.append((pod, kill))
+        if kills:
+            self.wake.set()
+        return bool(kills)
+
+    # -- one pass --
+
+    async def step(self, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> float:
+        """One pass over the investigation; returns the seconds until the next one."""
+        status_before: Mapping[str, Any] = (
+            self._written if self._written is not None else body.get("status") or {}
+        )
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        self._load_oom_kills(status_before)
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except InvalidSpec as exc:
+            await self._publish(generation, status_before, self._idle(status_before, str(exc)), [])
+            return 15.0
+        if spec.suspend:  # paused: the evidence (summary, kills, counts) stays in the status
+            await self._publish(generation, status_before, self._idle(status_before, None), [])
+            return spec.sampling_interval
+        self.spec = spec
+        targets = select_targets(pods, spec)
+        for pod in pods:
+            self.pod_changed(pod, spec)
+        try:
+            archive: Archive | None = await self.services.archive(spec.storage, self.namespace)
+            storage_error: tuple[str, str] | None = None
+        except StorageProblem as exc:
+            archive, storage_error = None, (exc.reason, str(exc))
+
+        if archive is not None:
+            await self._handle_kills(archive, spec)
+            with contextlib.suppress(ArchiveError):
+                spool = self.services.spool(archive)
+                if spool.pending():
+                    await spool.drain(archive, attempts=1)
+
+        delay = spec.sampling_interval
+        capture_errors: list[str] = []
+        if targets:
+            try:
+                metrics = working_sets(await self.services.pod_metrics(self.namespace))
+                self._metrics_problem = None
+            except ApiFailure as exc:  # no metrics-server: each target's /metrics instead
+                metrics = {}
+                self._metrics_problem = f"metrics.k8s.io: {exc}"
+            work = [
+                self._sample(t, spec, metrics.get((t.pod, t.container)), archive)
+                for t in targets
+                if t.problem is None and t.running
+            ]
+            results = await asyncio.gather(*work)
+            for next_in, error in results:
+                delay = min(delay, next_in)
+                if error:
+                    capture_errors.append(error)
+            if archive is not None and storage_error is None:
+                storage_error = self._storage_failure
+        summary, summary_error = await self._summary(archive, spec) if archive else (None, None)
+        if archive is not None and time.time() - self._last_retention > 300:
+            self._last_retention = time.time()
+            await self._retention(archive, spec)
+        if self._snapshot_count is None and archive is not None:
+            with contextlib.suppress(ArchiveError):
+                self._snapshot_count = len(await archive.list_snapshots(self.namespace, self.name))
+        observation = Observation(
+            storage_error=storage_error,
+            storage_used=self._storage_used,
+            targets=len(targets),
+            target_problems=tuple(t.problem for t in targets if t.problem),
+            capture_errors=tuple(capture_errors),
+            no_limit=tuple(f"{t.pod}/{t.container}" for t in targets if t.limit is None),
+            snapshots=self._snapshot_count or 0,
+            summary=summary,
+            summary_error=summary_error,
+            oom_kills=tuple(self._oom_list()),
+        )
+        await self._publish(generation, status_before, observation, targets)
+        return delay
+
+    def _idle(self, previous: Mapping[str, Any], spec_error: str | None) -> Observation:
+        """Not watching (suspended, or a spec to fix): what was found stays in the status."""
+        count = (previous.get("snapshots") or {}).get("count")
+        return Observation(
+            spec_error=spec_error,
+            suspended=spec_error is None,
+            storage_used=self._storage_used,
+            snapshots=self._snapshot_count or (count if isinstance(count, int) else 0),
+            summary=previous.get("summary"),
+            oom_kills=tuple(self._oom_list()),
+        )
+
+    async def _retention(self, archive: Archive, spec: InvestigationSpec) -> None:
+        """Apply spec.retention; baselines, latest and pre-OOM snapshots are never deleted."""
+        protected = {k for r in self._runs.values() if r.keys for k in (r.keys[0], r.keys[-1])}
+        try:
+            deleted = await apply_retention(
+                archive,
+                RetentionPolicy(spec.keep_newest, spec.max_bytes_per_run),
+                protected=protected,
+                namespace=self.namespace,
+                investigation=self.name,
+            )
+        except ArchiveError as exc:
+            log.warning("retention of %s/%s: %s", self.namespace, self.name, exc)
+            return
+        if deleted:
+            gone = set(deleted)
+            for record in self._runs.values():
+                record.keys = [k for k in record.keys if k not in gone]
+            self._snapshot_count = max(0, (self._snapshot_count or 0) - len(gone))
+
+    async def _sample(
+        self,
+        target: Target,
+        spec: InvestigationSpec,
+        working_set: int | None,
+        archive: Archive | None,
+    ) -> tuple[float, str | None]:
+        where = (target.pod, target.container)
+        run_id = (*where, target.restart_count)
+        if working_set is None:  # not in PodMetrics (yet, or no metrics API at all)
+            working_set, problem = await self._resident_set(target, spec)
+            if working_set is None:
+                return spec.sampling_interval, problem
+        self._last_working_set[where] = working_set
+        run = target.run
+        state = self._states.get(run)
+        if state is None and archive is not None:
+            state = await self._restored_state(archive, target)
+        state = state_for_run(state, run)
+        sample = MemorySample(time.time(), working_set)
+        state, decision = observe(state, sample, target.limit, spec.trigger_settings())
+        self._states = {r: s for r, s in self._states.items() if r.pod_uid != run.pod_uid}
+        self._states[run] = state
+        if not (decision.capture and decision.reason):
+            return decision.next_sample_in, self._errors.get(run_id)
+        if archive is None:
+            return decision.next_sample_in, "no archive to store snapshots in"
+        key = await self._capture(target, spec, archive, decision.reason, working_set)
+        if key is not None:
+            self._states[run] = record_capture(state, sample.at, decision.reason)
+            percent = (
+                f" at {decision.percent_of_limit:.1f}% of the limit"
+                if decision.percent_of_limit is not None
+                else ""
+            )
+            await self._event("SnapshotCaptured", f"{decision.reason}{percent}: {key.path()}")
+            threshold = reason_threshold(decision.reason)
+            if threshold is not None:
+                await self._event(
+                    "ThresholdCrossed",
+                    f"pod {target.pod} container {target.container} passed {threshold}% of its "
+                    f"memory limit{percent}",
+                    "Warning",
+                )
+        return decision.next_sample_in, self._errors.get(run_id)
+
+    async def _resident_set(
+        self, target: Target, spec: InvestigationSpec
+    ) -> tuple[int | None, str | None]:
+        """The fallback memory reading: process_resident_memory_bytes from the target."""
+        proxy = spec.endpoint.access == "apiserver-proxy"
+        client = self.services.client(self.services.capture_settings(spec), proxy)
+        url = metrics_url(target, spec.endpoint, self.namespace)
+        try:
+            page = await client.fetch(url, "metrics")
+        except CaptureError as exc:
+            text, rss = str(exc), None
+        else:
+            rss = resident_bytes(page.decode("utf-8", errors="replace"))
+            text = f"{url}: no {RSS_METRIC}"
+        finally:
+            if proxy:
+                await client.aclose()
+        if rss is not None:
+            return rss, None
+        if self._metrics_problem is None:
+            return None, None  # PodMetrics lag a new pod by a scrape; they will come
+        return None, (
+            f"{target.pod}/{target.container}: no memory reading: {self._metrics_problem}; {text}"
+        )
+
+    async def _restored_state(self, archive: Archive, target: Target) -> TriggerState:
+        """After an operator restart: the run's stored captures count (no second baseline)."""
+        state = state_for_run(None, target.run)
+        record = await self._run_record(
+            archive, self._folder(target.pod, target.container, target.restart_count)
+        )
+        for key in record.keys:
+            with contextlib.suppress(ValueError):
+                state = record_capture(state, key.captured_at.timestamp(), key.reason)
+        return state
+
+    def _folder(self, pod: str, container: str, run: int) -> RunFolder:
+        return RunFolder(self.namespace, self.name, pod, container, run)
+
+    async def _run_record(self, archive: Archive, folder: RunFolder) -> _RunRecord:
+        record = self._runs.setdefault(folder, _RunRecord())
+        if not record.loaded:
+            try:
+                stored = await archive.list_snapshots(
+                    folder.namespace, folder.investigation, folder.pod, folder.container, folder.run
+                )
+            except ArchiveError:
+                return record
+            record.keys = sorted(set(record.keys) | set(stored), key=SnapshotKey.sort_key)
+            record.loaded = True
+        return record
+
+    async def _capture(
+        self,
+        target: Target,
+        spec: InvestigationSpec,
+        archive: Archive,
+        reason: str,
+        working_set: int,
+    ) -> SnapshotKey | None:
+        where = (target.pod, target.container, target.restart_count)
+        settings = self.services.capture_settings(spec)
+        proxy = spec.endpoint.access == "apiserver-proxy"
+        client = self.services.client(settings, proxy)
+        base = pprof_base(target, spec.endpoint, self.namespace)
+        try:
+            captured = await client.capture(base)
+        finally:
+            if proxy:
+                await client.aclose()
+        if not captured.ok:
+            message = "; ".join(f"{n}: {e}" for n, e in captured.errors.items())
+            self._errors[where] = f"{target.pod}/{target.container}: capture failed: {message}"
+            await self._event("CaptureFailed", self._errors[where], "Warning")
+            return None
+        self._errors.pop(where, None)
+        key = SnapshotKey(
+            self.namespace,
+            self.name,
+            target.pod,
+            target.container,
+            target.restart_count,
+            captured.started_at,
+            reason,
+        )
+        memstats = None
+        if "heap.txt" in captured.files:
+            with contextlib.suppress(ProfileError):
+                text = captured.files["heap.txt"]
+                memstats = (await asyncio.to_thread(parse_heap_text, text)).memstats.integers()
+        manifest = build_manifest(
+            key,
+            captured.files,
+            pod_uid=target.uid,
+            working_set_bytes=working_set,
+            limit_bytes=target.limit,
+            node=target.node,
+            image=target.image,
+            memstats=memstats,
+        )
+        try:
+            await self.services.spool(archive).submit(archive, key, captured.files, manifest)
+        except (ArchiveError, OSError) as exc:
+            self._storage_failure = ("StorageUnavailable", f"{archive.url}: {exc}")
+            await self._event("StorageUnavailable", str(self._storage_failure[1]), "Warning")
+            return None
+        self._storage_failure = None
+        self._storage_used = True
+        record = self._runs.setdefault(key.container_run, _RunRecord())
+        record.keys.append(key)
+        self._files[key] = frozenset(captured.files)
+        self._snapshot_count = (self._snapshot_count or 0) + 1
+        self._last_capture = (key, reason)
+        return key
+
+    # -- OOM kills --
+
+    def _load_oom_kills(self, status: Mapping[str, Any]) -> None:
+        if self._oom_loaded:
+            return
+        self._oom_loaded = True
+        for doc in status.get("oomKills") or []:
+            kill = oom_kill_from_json(doc)
+            if kill is not None:
+                self._oom[(kill.uid, kill.container, kill.run)] = kill
+
+    def _oom_list(self) -> list[OomKillStatus]:
+        return sorted(self._oom.values(), key=lambda k: k.time)
+
+    async def _handle_kills(self, archive: Archive, spec: InvestigationSpec) -> None:
+        pending, self._pending_kills = self._pending_kills, []
+        for pod, kill in pending:
+            run = kill.run
+            ident = (run.pod_uid, run.container, run.restart_count)
+            if ident in self._oom:
+                continue
+            meta = pod.get("metadata") or {}
+            pod_name = str(meta.get("name") or "")
+            folder = self._folder(pod_name, run.container, run.restart_count)
+            record = await self._run_record(archive, folder)
+            pre = record.keys[-1] if record.keys else None
+            percent = None
+            summary = None
+            if pre is not None:
+                with contextlib.suppress(ArchiveError):
+                    manifest = await archive.read_manifest(pre)
+                    if manifest.limit_bytes:
+                        percent = 100 * manifest.working_set_bytes / manifest.limit_bytes
+                latest = self._comparable(record.keys)
+                if latest is not None:
+                    full, _ = await self._compare(archive, record.keys[0], latest, spec.top_n)
+                    summary = oom_summary_json(full) if full else None
+            finished = kill.termination.finished_at_seconds()
+            moment = datetime.fromtimestamp(finished, UTC) if finished else datetime.now(UTC)
+            status = OomKillStatus(
+                pod=pod_name,
+                uid=run.pod_uid,
+                container=run.container,
+                run=run.restart_count,
+                time=moment,
+                exit_code=kill.termination.exit_code,
+                pre_oom_snapshot=pre.path() if pre else None,
+                percent_of_limit=percent,
+                summary=summary,
+            )
+            self._oom[ident] = status
+            evidence = (
+                f"; last snapshot before the kill: {pre.path()}"
+                + (f" at {percent:.1f}% of the limit" if percent is not None else "")
+                if pre
+                else "; no snapshot of that run was taken"
+            )
+            message = (
+                f"container {run.container} of pod {pod_name} (run {run.restart_count}) was "
+                f"OOM-killed, exit code {kill.termination.exit_code}{evidence}"
+            )
+            with contextlib.suppress(ArchiveError):
+                await archive.put_run_file(folder, "oom.json", _json_bytes(status.to_json()))
+            await self._event("OOMKilled", message, "Warning")
+            await self._event(
+                "OOMKilled",
+                message,
+                "Warning",
+                about=ObjectRef.of({"apiVersion": "v1", "kind": "Pod", "metadata": meta}),
+            )
+
+    # -- the summary --
+
+    async def _summary(
+        self, archive: Archive, spec: InvestigationSpec
+    ) -> tuple[JSON | None, str | None]:
+        """Baseline -> latest of the run with the newest snapshot among runs with two or more."""
+        best: tuple[SnapshotKey, SnapshotKey] | None = None
+        for folder, record in self._runs.items():
+            if folder.namespace != self.namespace or folder.investigation != self.name:
+                continue
+            latest = self._comparable(record.keys)
+            if latest is not None and (best is None or latest.sort_key() > best[1].sort_key()):
+                best = (record.keys[0], latest)
+        if best is None:
+            return None, None
+        return await self._compare(archive, best[0], best[1], spec.top_n)
+
+    def _comparable(self, keys: Sequence[SnapshotKey]) -> SnapshotKey | None:
+        """The latest snapshot after the baseline holding every file the baseline holds."""
+        if len(keys) < 2:
+            return None
+        base = self._files.get(keys[0])
+        for key in reversed(keys[1:]):
+            files = self._files.get(key)
+            if base is None or files is None or base <= files:
+                return key
+        return keys[-1]
+
+    async def _compare(
+        self, archive: Archive, base: SnapshotKey, new: SnapshotKey, top_n: int
+    ) -> tuple[JSON | None, str | None]:
+        cache = (base.path(), new.path())
+        if cache in self._summaries:
+            return self._summaries[cache], None
+        try:
+            (base_manifest, base_files), (new_manifest, new_files) = await asyncio.gather(
+                archive.read_snapshot(base), archive.read_snapshot(new)
+            )
+        except ArchiveError as exc:
+            return None, f"cannot read the snapshots back: {exc}"
+
+        def analyse() -> JSON:
+            first = snapshot_from_files(
+                base.path(), {**base_files, MANIFEST_NAME: base_manifest.to_json()}
+            )
+            second = snapshot_from_files(
+                new.path(), {**new_files, MANIFEST_NAME: new_manifest.to_json()}
+            )
+            return summary_json(compare(first, second), top_n, by_weight=True)
+
+        try:
+            summary = await asyncio.to_thread(analyse)
+        except ProfileError as exc:
+            return None, f"the profiles cannot be analysed (not Go pprof output?): {exc}"
+        was_leak = any(s.get("leakSuspected") for s in self._summaries.values())
+        self._summaries = {cache: summary}
+        if summary.get("leakSuspected") and not was_leak:
+            await self._event(
+                "LeakSuspected",
+                str(summary.get("verdict") or summary["classification"]),
+                "Warning",
+            )
+        return summary, None
+
+    # -- writing --
+
+    async def _publish(
+        self,
+        generation: int,
+        previous: Mapping[str, Any],
+        observation: Observation,
+        targets: Sequence[Target],
+    ) -> None:
+        target_status = []
+        for t in targets:
+            folder = self._runs.get(self._folder(t.pod, t.container, t.restart_count))
+            folder_keys = folder.keys if folder else []
+            target_status.append(
+                TargetStatus(
+                    pod=t.pod,
+                    uid=t.uid,
+                    container=t.container,
+                    restart_count=t.restart_count,
+                    limit_bytes=t.limit,
+                    working_set_bytes=self._last_working_set.get((t.pod, t.container)),
+                    snapshots=len(folder_keys),
+                    last_snapshot=folder_keys[-1].path() if folder_keys else None,
+                    last_error=t.problem or self._errors.get((t.pod, t.container, t.restart_count)),
+                )
+            )
+        last = self._last_capture
+        status = build_status(
+            generation=generation,
+            previous=previous,
+            conditions=decide_conditions(observation),
+            targets=target_status,
+            snapshot_count=observation.snapshots,
+            last_snapshot=last[0].path() if last else previous.get("snapshots", {}).get("last"),
+            last_snapshot_time=last[0].captured_at if last else None,
+            last_snapshot_reason=last[1] if last else None,
+            summary=observation.summary,
+            oom_kills=observation.oom_kills,
+            now=datetime.now(UTC),
+        )
+        if dict(previous) == status:
+            return
+        try:
+            written = await self.services.api.patch_status(
+                self.namespace, self.name, replacing_patch(previous, status)
+            )
+            self._written = written.get("status") or status
+        except ApiFailure as exc:
+            log.warning("cannot write the status of %s/%s: %s", self.namespace, self.name, exc)
+
+    async def _event(
+        self, reason: str, message: str, type_: str = "Normal", about: ObjectRef | None = None
+    ) -> None:
+        try:
+            await self.services.api.post_event(about or self.ref, reason, message, type_)
+        except ApiFailure as exc:
+            log.warning("cannot post event %s: %s", reason, exc)
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, sort_keys=True).encode()

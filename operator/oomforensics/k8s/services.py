@@ -1,0 +1,113 @@
+"""Services shared by every investigation, built once at startup: the API client, PodMetrics
+lists (one per namespace per interval), capture clients, archives and their spools."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from oomforensics.archive.spool import Spool
+from oomforensics.archive.store import Archive, ArchiveError
+from oomforensics.capture.client import CaptureSettings, PprofClient
+from oomforensics.k8s.api import ApiFailure, KubeApi
+from oomforensics.k8s.settings import OperatorSettings
+from oomforensics.k8s.spec import InvestigationSpec, StorageSpec
+
+JSON = dict[str, Any]
+
+
+class StorageProblem(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Services:
+    """What every runner shares: the API, the settings, archives, spools, pprof clients."""
+
+    api: KubeApi
+    settings: OperatorSettings
+    archives: dict[tuple[Any, ...], Archive] = field(default_factory=dict)
+    spools: dict[str, Spool] = field(default_factory=dict)
+    clients: dict[CaptureSettings, PprofClient] = field(default_factory=dict)
+    # One PodMetrics list per namespace per interval, shared by its investigations.
+    metrics_max_age: float = 0.5
+    _metrics: dict[str, tuple[float, list[JSON]]] = field(default_factory=dict)
+    _metrics_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def pod_metrics(self, namespace: str) -> list[JSON]:
+        lock = self._metrics_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            cached = self._metrics.get(namespace)
+            if cached is not None and time.monotonic() - cached[0] < self.metrics_max_age:
+                return cached[1]
+            items = await self.api.pod_metrics(namespace)
+            self._metrics[namespace] = (time.monotonic(), items)
+            return items
+
+    def capture_settings(self, spec: InvestigationSpec) -> CaptureSettings:
+        base = CaptureSettings(
+            read_timeout=self.settings.capture_timeout,
+            max_body_bytes=self.settings.max_profile_bytes,
+        )
+        return spec.capture_settings(base)
+
+    def client(self, settings: CaptureSettings, proxy: bool) -> PprofClient:
+        if proxy:  # through the API server, with its credentials: a client per capture
+            return PprofClient(settings, http=self.api.http)
+        if settings not in self.clients:
+            self.clients[settings] = PprofClient(settings)
+        return self.clients[settings]
+
+    async def archive(self, storage: StorageSpec, namespace: str) -> Archive:
+        """The archive for a spec's storage (or the operator's default), cached."""
+        url = storage.url or self.settings.storage_url
+        if not url:
+            raise StorageProblem(
+                "NoStorageConfigured",
+                "set spec.storage.url, or OOMF_STORAGE_URL in the operator's environment",
+            )
+        options = dict(self.settings.storage_options if storage.url is None else ())
+        options.update(storage.options)
+        credentials: dict[str, str] | None = None
+        secret_ns, secret = namespace, storage.secret_name
+        if storage.url is None and secret is None and self.settings.storage_secret:
+            secret_ns, secret = self.settings.operator_namespace, self.settings.storage_secret
+        if secret is not None:
+            try:
+                credentials = await self.api.secret_data(secret_ns, secret)
+            except ApiFailure as exc:
+                reason = "SecretNotFound" if exc.status == 404 else "SecretUnreadable"
+                raise StorageProblem(
+                    reason, f"storage credentials: Secret {secret_ns}/{secret}: {exc}"
+                ) from None
+        cache_key = (
+            url,
+            tuple(sorted(options.items())),
+            tuple(sorted((credentials or {}).items())),
+        )
+        if cache_key not in self.archives:
+            try:
+                self.archives[cache_key] = Archive.from_url(
+                    url, credentials=credentials, options=options
+                )
+            except ArchiveError as exc:
+                raise StorageProblem("InvalidStorage", str(exc)) from None
+        return self.archives[cache_key]
+
+    def spool(self, archive: Archive) -> Spool:
+        digest = hashlib.sha256(archive.url.encode()).hexdigest()[:16]
+        if digest not in self.spools:
+            self.spools[digest] = Spool(
+                self.settings.spool_dir / digest, self.settings.spool_max_bytes
+            )
+        return self.spools[digest]
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        self.clients.clear()

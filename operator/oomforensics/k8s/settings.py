@@ -1,0 +1,115 @@
+"""Operator settings, read once from the environment at startup.
+
+OOMF_STORAGE_URL        default archive (s3://bucket/prefix, gs://, az://, file://, memory://)
+OOMF_STORAGE_OPTIONS    default store options, `key=value,key=value` (endpoint, region, ...)
+OOMF_STORAGE_SECRET     Secret (in OOMF_OPERATOR_NAMESPACE) with the default credentials;
+                        without it, credentials come from the environment (AWS_*, ...)
+OOMF_OPERATOR_NAMESPACE the operator's own namespace (default: default)
+OOMF_SPOOL_DIR          durable local spool for snapshots while the store is down
+OOMF_SPOOL_MAX_BYTES    its cap (a quantity, default 1Gi)
+OOMF_MAX_PROFILE_BYTES  cap of one profile as received (default 64Mi)
+OOMF_CAPTURE_TIMEOUT    seconds for one profile request (default 30)
+OOMF_NAMESPACES         comma-separated namespaces to watch; empty: cluster-wide
+OOMF_STANDALONE         "true" (default): no peering; "false": peering (one active operator)
+OOMF_WATCH_TIMEOUT      server-side watch timeout in seconds (default 300)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from oomforensics.quantity import InvalidQuantity, parse_memory
+
+
+class InvalidSettings(ValueError):
+    """An environment variable the operator cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    storage_url: str | None = None
+    storage_options: tuple[tuple[str, str], ...] = ()
+    storage_secret: str | None = None
+    operator_namespace: str = "default"
+    spool_dir: Path = Path(tempfile.gettempdir()) / "oomforensics-spool"
+    spool_max_bytes: int = 2**30
+    max_profile_bytes: int = 64 * 2**20
+    capture_timeout: float = 30.0
+    namespaces: tuple[str, ...] = ()
+    standalone: bool = True
+    watch_timeout: int = 300
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        options = []
+        for item in (get("OOMF_STORAGE_OPTIONS") or "").split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise InvalidSettings(f"OOMF_STORAGE_OPTIONS: expected key=value, got {item!r}")
+            options.append((key.strip(), value.strip()))
+        return cls(
+            storage_url=get("OOMF_STORAGE_URL"),
+            storage_options=tuple(options),
+            storage_secret=get("OOMF_STORAGE_SECRET"),
+            operator_namespace=get("OOMF_OPERATOR_NAMESPACE") or defaults.operator_namespace,
+            spool_dir=Path(get("OOMF_SPOOL_DIR") or defaults.spool_dir),
+            spool_max_bytes=_bytes(env, "OOMF_SPOOL_MAX_BYTES", defaults.spool_max_bytes),
+            max_profile_bytes=_bytes(env, "OOMF_MAX_PROFILE_BYTES", defaults.max_profile_bytes),
+            capture_timeout=_number(env, "OOMF_CAPTURE_TIMEOUT", defaults.capture_timeout),
+            namespaces=tuple(
+                n.strip() for n in (get("OOMF_NAMESPACES") or "").split(",") if n.strip()
+            ),
+            standalone=_flag(env, "OOMF_STANDALONE", defaults.standalone),
+            watch_timeout=int(_number(env, "OOMF_WATCH_TIMEOUT", defaults.watch_timeout)),
+        )
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_memory(raw)
+    except InvalidQuantity as exc:
+        raise InvalidSettings(f"{name}: {exc}") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidSettings(f"{name}: expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise InvalidSettings(f"{name}: must be positive, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidSettings(f"{name}: expected true or false, got {raw!r}")

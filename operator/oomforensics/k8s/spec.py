@@ -1,0 +1,301 @@
+"""The MemoryInvestigation spec as a frozen value (pure: no I/O).
+
+The API server has already filled in the CRD's defaults and checked its patterns; parsing
+here still checks what it relies on, and every error names the field, so a spec written by
+hand (or by an older CRD) becomes a condition a user can act on, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from oomforensics.capture.client import PROFILE_FILES, CaptureSettings
+from oomforensics.quantity import InvalidQuantity, parse_memory
+from oomforensics.triggers.model import TriggerSettings
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PATH = re.compile(r"^/[^?#\s]*$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+ACCESS_MODES = ("direct", "apiserver-proxy")
+
+
+class InvalidSpec(ValueError):
+    """A spec field that cannot be used; `field` is its path (e.g. `spec.sampling.interval`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def parse_duration(text: object, field: str) -> float:
+    """A Go-style duration ("15s", "10m", "1h30m", "500ms") in seconds."""
+    if not isinstance(text, str) or not text:
+        raise InvalidSpec(field, f"expected a duration such as 15s, 10m or 1h30m, got {text!r}")
+    position = 0
+    total = 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not math.isfinite(total):
+        raise InvalidSpec(field, f"expected a duration such as 15s, 10m or 1h30m, got {text!r}")
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorRequirement:
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels  # DoesNotExist
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the pprof handlers are: a port (number or name) and a path, never a host."""
+
+    port: int | None = None
+    port_name: str | None = None
+    path: str = "/debug/pprof"
+    scheme: str = "http"
+    access: str = "direct"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSpec:
+    url: str | None = None  # None: the operator's default
+    secret_name: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InvestigationSpec:
+    selector: LabelSelector
+    container: str | None = None
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    sampling_interval: float = 15.0
+    snapshot_interval: float = 600.0
+    profiles: tuple[str, ...] = ("heap", "heapText", "goroutine")
+    gc: bool = False
+    thresholds: tuple[int, ...] = (80, 90, 95)
+    horizon: float = 120.0
+    growth_percent: int = 50
+    cooldown: float = 30.0
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    keep_newest: int = 10
+    max_bytes_per_run: int = 256 * 2**20
+    top_n: int = 5
+    suspend: bool = False
+
+    def trigger_settings(self) -> TriggerSettings:
+        return TriggerSettings(
+            interval=self.snapshot_interval,
+            thresholds=self.thresholds,
+            horizon=self.horizon,
+            growth_ratio=self.growth_percent / 100,
+            cooldown=self.cooldown,
+            sample_interval=self.sampling_interval,
+            min_sample_interval=min(1.0, self.sampling_interval),
+        )
+
+    def capture_settings(self, base: CaptureSettings | None = None) -> CaptureSettings:
+        base = base or CaptureSettings()
+        return CaptureSettings(
+            profiles=self.profiles,
+            gc=self.gc,
+            connect_timeout=base.connect_timeout,
+            read_timeout=base.read_timeout,
+            max_body_bytes=base.max_body_bytes,
+            max_decompressed_bytes=base.max_decompressed_bytes,
+        )
+
+
+def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
+    """The spec of a MemoryInvestigation (as served, defaults filled in); InvalidSpec if not."""
+    if not isinstance(spec, Mapping):
+        raise InvalidSpec("spec", "expected an object")
+    sampling = _object(spec, "sampling")
+    snapshots = _object(spec, "snapshots")
+    triggers = _object(spec, "triggers")
+    retention = _object(spec, "retention")
+    summary = _object(spec, "summary")
+    predictive = _object(triggers, "predictive", "spec.triggers.predictive")
+    sampling_interval = parse_duration(sampling.get("interval", "15s"), "spec.sampling.interval")
+    if not 1.0 <= sampling_interval <= 600.0:
+        raise InvalidSpec("spec.sampling.interval", "must be between 1s and 10m")
+    snapshot_interval = parse_duration(snapshots.get("interval", "10m"), "spec.snapshots.interval")
+    if snapshot_interval and snapshot_interval < 30.0:
+        raise InvalidSpec("spec.snapshots.interval", "must be 0s (off) or at least 30s")
+    profiles = _strings(
+        snapshots.get("profiles", ["heap", "heapText", "goroutine"]), "spec.snapshots.profiles"
+    )
+    unknown = [p for p in profiles if p not in PROFILE_FILES]
+    if unknown:
+        raise InvalidSpec(
+            "spec.snapshots.profiles", f"unknown {unknown}; choose from {', '.join(PROFILE_FILES)}"
+        )
+    if "heap" not in profiles:
+        raise InvalidSpec("spec.snapshots.profiles", "must include heap")
+    thresholds = triggers.get("limitPercent", [80, 90, 95])
+    if not isinstance(thresholds, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in thresholds
+    ):
+        raise InvalidSpec("spec.triggers.limitPercent", "expected whole percentages in 1..100")
+    container = spec.get("container")
+    if container is not None and not (isinstance(container, str) and _NAME.match(container)):
+        raise InvalidSpec("spec.container", f"not a container name: {container!r}")
+    return InvestigationSpec(
+        selector=_selector(spec.get("selector")),
+        container=container,
+        endpoint=_endpoint(_object(spec, "endpoint")),
+        sampling_interval=sampling_interval,
+        snapshot_interval=snapshot_interval,
+        profiles=tuple(dict.fromkeys(profiles)),
+        gc=_bool(snapshots.get("gc", False), "spec.snapshots.gc"),
+        thresholds=tuple(sorted(set(thresholds))),
+        horizon=parse_duration(predictive.get("horizon", "2m"), "spec.triggers.predictive.horizon"),
+        growth_percent=_int(
+            triggers.get("growthPercent", 50), "spec.triggers.growthPercent", 0, 1000
+        ),
+        cooldown=parse_duration(triggers.get("cooldown", "30s"), "spec.triggers.cooldown"),
+        storage=_storage(spec.get("storage")),
+        keep_newest=_int(retention.get("keepNewest", 10), "spec.retention.keepNewest", 1, 1000),
+        max_bytes_per_run=_quantity(
+            retention.get("maxBytesPerRun", "256Mi"), "spec.retention.maxBytesPerRun"
+        ),
+        top_n=_int(summary.get("topN", 5), "spec.summary.topN", 1, 20),
+        suspend=_bool(spec.get("suspend", False), "spec.suspend"),
+    )
+
+
+def _selector(raw: object) -> LabelSelector:
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec("spec.selector", "required: matchLabels and/or matchExpressions")
+    labels = raw.get("matchLabels") or {}
+    expressions = raw.get("matchExpressions") or []
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise InvalidSpec("spec.selector.matchLabels", "expected a map of strings")
+    if not isinstance(expressions, list):
+        raise InvalidSpec("spec.selector.matchExpressions", "expected a list")
+    requirements = []
+    for i, item in enumerate(expressions):
+        where = f"spec.selector.matchExpressions[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+            raise InvalidSpec(where, "expected an object with key and operator")
+        operator = item.get("operator")
+        if operator not in SELECTOR_OPERATORS:
+            raise InvalidSpec(f"{where}.operator", f"expected one of {SELECTOR_OPERATORS}")
+        values = _strings(item.get("values") or [], f"{where}.values")
+        if operator in ("In", "NotIn") and not values:
+            raise InvalidSpec(f"{where}.values", f"{operator} needs at least one value")
+        requirements.append(SelectorRequirement(item["key"], str(operator), tuple(values)))
+    if not labels and not requirements:
+        raise InvalidSpec("spec.selector", "empty: it would match every pod in the namespace")
+    return LabelSelector(tuple(sorted(labels.items())), tuple(requirements))
+
+
+def _endpoint(raw: Mapping[str, Any]) -> Endpoint:
+    port = raw.get("port")
+    port_name = raw.get("portName")
+    if port is not None and port_name is not None:
+        raise InvalidSpec("spec.endpoint", "set port or portName, not both")
+    if port is not None:
+        port = _int(port, "spec.endpoint.port", 1, 65535)
+    if port_name is not None and not (isinstance(port_name, str) and _NAME.match(port_name)):
+        raise InvalidSpec("spec.endpoint.portName", f"not a port name: {port_name!r}")
+    path = raw.get("path", "/debug/pprof")
+    if not isinstance(path, str) or not _PATH.match(path) or ".." in path.split("/"):
+        raise InvalidSpec("spec.endpoint.path", f"expected an absolute path, got {path!r}")
+    scheme = raw.get("scheme", "http")
+    if scheme not in ("http", "https"):
+        raise InvalidSpec("spec.endpoint.scheme", "expected http or https")
+    access = raw.get("access", "direct")
+    if access not in ACCESS_MODES:
+        raise InvalidSpec("spec.endpoint.access", f"expected one of {ACCESS_MODES}")
+    return Endpoint(port, port_name, path.rstrip("/") or "/", str(scheme), str(access))
+
+
+def _storage(raw: object) -> StorageSpec:
+    if raw is None:
+        return StorageSpec()
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec("spec.storage", "expected an object")
+    url = raw.get("url")
+    if url is not None and not (isinstance(url, str) and "://" in url):
+        raise InvalidSpec("spec.storage.url", f"expected s3://, gs://, az://, file://, got {url!r}")
+    secret = raw.get("secretRef")
+    name = None
+    if secret is not None:
+        if not isinstance(secret, Mapping) or not isinstance(secret.get("name"), str):
+            raise InvalidSpec("spec.storage.secretRef.name", "required")
+        name = secret["name"]
+    options = raw.get("options") or {}
+    if not isinstance(options, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in options.items()
+    ):
+        raise InvalidSpec("spec.storage.options", "expected a map of strings")
+    return StorageSpec(url, name, tuple(sorted(options.items())))
+
+
+def _object(parent: Mapping[str, Any], key: str, where: str | None = None) -> Mapping[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(where or f"spec.{key}", "expected an object")
+    return value
+
+
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise InvalidSpec(where, "expected a list of strings")
+    if not all(isinstance(v, str) for v in value):
+        raise InvalidSpec(where, "expected a list of strings")
+    return [str(v) for v in value]
+
+
+def _int(value: object, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidSpec(where, f"expected a whole number in {low}..{high}, got {value!r}")
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSpec(where, f"expected true or false, got {value!r}")
+    return value
+
+
+def _quantity(value: object, where: str) -> int:
+    try:
+        return parse_memory(str(value))
+    except InvalidQuantity as exc:
+        raise InvalidSpec(where, str(exc)) from None

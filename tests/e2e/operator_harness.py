@@ -1,0 +1,134 @@
+"""Running the operator end to end: the CRD applied through the front, kopf with our handlers
+against the front's kubeconfig, S3 on moto as the default archive, and polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import kopf
+import pytest
+import yaml
+
+from tests.support.cluster import EVENTS, ClusterFront
+from tests.support.moto import MotoServer
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "crds" / "memoryinvestigations.oomforensics.io.yaml").read_text())
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+MI = "/apis/oomforensics.io/v1alpha1/namespaces/default/memoryinvestigations"
+PODS = "/api/v1/namespaces/default/pods"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+async def poll(
+    probe: Callable[[], Awaitable[T | None]],
+    timeout: float,
+    what: str,
+    operator: asyncio.Task[None] | None = None,
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        if operator is not None and operator.done():
+            raise AssertionError(f"the operator stopped while waiting for {what}")
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+async def apply_crd(http: httpx.AsyncClient) -> None:
+    response = await http.post(CRDS, json=CRD)
+    assert response.status_code in (201, 409), response.text
+    if response.status_code == 409:
+        current = (await http.get(f"{CRDS}/{CRD['metadata']['name']}")).json()
+        body = {**CRD, "metadata": {**CRD["metadata"], **_rv(current)}}
+        assert (await http.put(f"{CRDS}/{CRD['metadata']['name']}", json=body)).is_success
+
+    async def served() -> bool:
+        return (await http.get(MI)).status_code == 200
+
+    await poll(served, 60, "the MemoryInvestigation resource to be served")
+
+
+def _rv(current: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceVersion": current["metadata"]["resourceVersion"]}
+
+
+def require_cluster(front: ClusterFront) -> None:
+    if front.upstream is None:
+        pytest.skip("the real API server is not built (hack/): custom resources need it")
+
+
+def operator_environment(
+    monkeypatch: pytest.MonkeyPatch, front: ClusterFront, s3: MotoServer, prefix: str, spool: Path
+) -> str:
+    """The operator's default storage is S3 on moto (the front serves no Secrets)."""
+    monkeypatch.setenv("KUBECONFIG", str(front.kubeconfig))
+    monkeypatch.setenv("OOMF_STORAGE_URL", s3.archive_url(prefix))
+    monkeypatch.setenv("OOMF_STORAGE_OPTIONS", ",".join(f"{k}={v}" for k, v in s3.options.items()))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.credentials["access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.credentials["secret_access_key"])
+    monkeypatch.setenv("OOMF_SPOOL_DIR", str(spool))
+    monkeypatch.setenv("OOMF_NAMESPACES", "default")
+    return s3.archive_url(prefix)
+
+
+@contextlib.asynccontextmanager
+async def running_operator() -> AsyncIterator[asyncio.Task[None]]:
+    from oomforensics.k8s import handlers  # noqa: F401  (registers the handlers)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            registry=kopf.get_default_registry(),
+            standalone=True,
+            clusterwide=False,
+            namespaces=["default"],
+            stop_flag=stop,
+        )
+    )
+    try:
+        yield task
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+
+
+def events_about(front: ClusterFront, kind: str, name: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in front.store.items(EVENTS)
+        if e.get("involvedObject", {}).get("kind") == kind
+        and e.get("involvedObject", {}).get("name") == name
+    ]
+
+
+def table_text(table: dict[str, Any]) -> str:
+    """A Table object as kubectl prints it (columns of priority 0)."""
+    columns = [
+        (i, c) for i, c in enumerate(table["columnDefinitions"]) if c.get("priority", 0) == 0
+    ]
+    rows = [[c["name"].upper() for _, c in columns]]
+    for row in table["rows"]:
+        rows.append(
+            [str(row["cells"][i]) if row["cells"][i] is not None else "" for i, _ in columns]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    return "\n".join(
+        "   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def dump(path: Path, doc: Any) -> None:
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True))
