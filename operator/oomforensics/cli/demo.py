@@ -98,6 +98,8 @@ async def _demo(args: argparse.Namespace) -> int:
             min_sample_interval=0.5,
             cooldown=5.0,
         )
+        exited = asyncio.Event()
+        reaper = asyncio.create_task(_set_on_exit(process, exited))
         async with PprofClient(CaptureSettings(read_timeout=10.0)) as client:
             result = await watch_once(
                 base + "/debug/pprof",
@@ -109,7 +111,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 client,
                 probe,
                 settings,
+                exited,
             )
+        reaper.cancel()
     if cgroup is not None:
         with contextlib.suppress(CgroupError):
             cgroup.remove()
@@ -120,6 +124,11 @@ async def _demo(args: argparse.Namespace) -> int:
         "`oomforensics diff DIR1 DIR2`."
     )
     return 0
+
+
+async def _set_on_exit(process: asyncio.subprocess.Process, exited: asyncio.Event) -> None:
+    await process.wait()
+    exited.set()
 
 
 def _make_cgroup(limit: int) -> MemoryCgroup | None:

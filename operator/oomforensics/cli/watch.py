@@ -138,7 +138,10 @@ async def watch_once(
     client: PprofClient,
     probe: ExitProbe,
     settings: TriggerSettings,
+    exited: asyncio.Event | None = None,
 ) -> WatchResult:
+    """Watch until the target is gone; `exited`, when the caller can see the process end
+    (its own child), ends the wait for the next sample at once."""
     reporter = LineReporter()
     reporter._say(
         f"watching {base}: memory from {memory.description}"
@@ -148,6 +151,8 @@ async def watch_once(
     watcher = Watcher(
         base, memory, limit, identity, archive, spool, client, probe, settings, reporter
     )
+    if exited is not None:
+        watcher.exited = exited
     result = await watcher.run()
     await spool.drain(archive)
     if result.exit is not None:
