@@ -25,7 +25,7 @@ from typing import Any, Self
 
 import aiohttp
 
-CHROMIUM = Path(os.environ.get("OOMF_CHROMIUM", "/usr/bin/chromium"))
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -45,12 +45,14 @@ class ChromiumMissing(RuntimeError):
 
 
 def require_chromium() -> Path:
-    if not os.access(CHROMIUM, os.X_OK):
+    """The Chromium binary ($OOMF_CHROMIUM, else Debian's); a clear failure when missing."""
+    binary = Path(os.environ.get("OOMF_CHROMIUM") or DEFAULT_CHROMIUM)
+    if not os.access(binary, os.X_OK):
         raise ChromiumMissing(
-            f"{CHROMIUM} not found: the report browser tests need Debian's chromium; run "
+            f"{binary} not found: the report browser tests need Debian's chromium; run "
             "`make setup` (hack/get-chromium.sh installs it) or set OOMF_CHROMIUM"
         )
-    return CHROMIUM
+    return binary
 
 
 @dataclass
