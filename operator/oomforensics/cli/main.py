@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from oomforensics import __version__
 from oomforensics.archive.store import ArchiveError
-from oomforensics.cli import demo, diff, report, run, watch
+from oomforensics.cli import demo, diff, fetch, listing, report, run, watch
 from oomforensics.cli.errors import UsageError
 from oomforensics.local.cgroup import CgroupError
 from oomforensics.local.launch import LaunchError
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(commands)
     report.add_parser(commands)
     run.add_parser(commands)
+    listing.add_parser(commands)
+    fetch.add_parser(commands)
     return parser
 
 

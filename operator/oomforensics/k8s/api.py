@@ -124,6 +124,13 @@ class KubeApi:
         body: dict[str, Any] = (await self._request("GET", path)).json()
         return body
 
+    async def list_investigations(self, namespace: str | None) -> list[dict[str, Any]]:
+        """The MemoryInvestigations of one namespace, or of every namespace (None)."""
+        where = f"/namespaces/{namespace}" if namespace is not None else ""
+        path = f"/apis/{GROUP}/{VERSION}{where}/{PLURAL}"
+        items = (await self._request("GET", path)).json().get("items") or []
+        return [i for i in items if isinstance(i, dict)]
+
     async def patch_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:

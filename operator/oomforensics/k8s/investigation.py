@@ -108,6 +108,7 @@ class InvestigationRunner:
         self.spec: InvestigationSpec | None = None
         self._storage_failure: tuple[str, str] | None = None  # the last store write failed
         self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
+        self._archive_url: str | None = None  # status.archive: where the snapshots go
 
     @property
     def ref(self) -> ObjectRef:
@@ -158,6 +159,8 @@ class InvestigationRunner:
             storage_error: tuple[str, str] | None = None
         except StorageProblem as exc:
             archive, storage_error = None, (exc.reason, str(exc))
+        if archive is not None:
+            self._archive_url = archive.url
 
         if archive is not None:
             await self._handle_kills(archive, spec)
@@ -576,6 +579,7 @@ class InvestigationRunner:
             summary=observation.summary,
             oom_kills=observation.oom_kills,
             now=datetime.now(UTC),
+            archive=self._archive_url or previous.get("archive"),
         )
         if dict(previous) == status:
             return

@@ -199,8 +199,13 @@ def build_status(
     summary: Mapping[str, Any] | None,
     oom_kills: Sequence[OomKillStatus],
     now: datetime,
+    archive: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status, ready for a merge patch of `.status`."""
+    """The whole status, ready for a merge patch of `.status`.
+
+    `archive` is the URL the snapshots go to (never credentials): with the operator's default
+    storage it is the only place a user (`oomforensics fetch NS/NAME`) can learn it from.
+    """
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "targetCount": len(targets),
@@ -220,6 +225,8 @@ def build_status(
         status["snapshots"]["lastReason"] = last_snapshot_reason
     if summary is not None:
         status["summary"] = dict(summary)
+    if archive:
+        status["archive"] = archive
     return status
 
 
