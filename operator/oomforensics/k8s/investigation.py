@@ -70,6 +70,23 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
+MAX_RETRY_DELAY = 300.0  # seconds between capture attempts at an endpoint that keeps failing
+
+
+@dataclass
+class _Failing:
+    """A container run whose captures fail: when to try again, and what was already said."""
+
+    attempts: int = 0
+    retry_at: float = 0.0
+    signature: tuple[tuple[str, str], ...] = ()  # (file, error type) of the last failure
+    reasons: set[str] = field(default_factory=set)  # capture reasons already attempted
+
+    def due(self, reason: str, now: float) -> bool:
+        """Back off, except for a reason not tried yet (a threshold is worth one attempt)."""
+        return now >= self.retry_at or reason not in self.reasons
+
+
 @dataclass
 class _RunRecord:
     """Snapshots of one container run, oldest first (rebuilt from the archive after a restart)."""
@@ -95,6 +112,7 @@ class InvestigationRunner:
         self._oom_loaded = False
         self._pending_kills: list[tuple[Mapping[str, Any], Any]] = []
         self._errors: dict[tuple[str, str, int], str] = {}  # by container run
+        self._failing: dict[tuple[str, str, int], _Failing] = {}  # by container run
         self._last_working_set: dict[tuple[str, str], int] = {}
         self._summaries: dict[tuple[str, str], JSON] = {}
         # Files of the snapshots taken by this process: one taken as the container died may
@@ -271,6 +289,9 @@ class InvestigationRunner:
             return decision.next_sample_in, self._errors.get(run_id)
         if archive is None:
             return decision.next_sample_in, "no archive to store snapshots in"
+        failing = self._failing.get(run_id)
+        if failing is not None and not failing.due(decision.reason, sample.at):
+            return decision.next_sample_in, self._errors.get(run_id)
         key = await self._capture(target, spec, archive, decision.reason, working_set)
         if key is not None:
             self._states[run] = record_capture(state, sample.at, decision.reason)
@@ -363,9 +384,11 @@ class InvestigationRunner:
         if not captured.ok:
             message = "; ".join(f"{n}: {e}" for n, e in captured.errors.items())
             self._errors[where] = f"{target.pod}/{target.container}: capture failed: {message}"
-            await self._event("CaptureFailed", self._errors[where], "Warning")
+            if self._failed(where, reason, captured.errors, spec.sampling_interval):
+                await self._event("CaptureFailed", self._errors[where], "Warning")
             return None
         self._errors.pop(where, None)
+        self._failing.pop(where, None)
         key = SnapshotKey(
             self.namespace,
             self.name,
@@ -404,6 +427,27 @@ class InvestigationRunner:
         self._snapshot_count = (self._snapshot_count or 0) + 1
         self._last_capture = (key, reason)
         return key
+
+    def _failed(
+        self,
+        where: tuple[str, str, int],
+        reason: str,
+        errors: Mapping[str, Exception],
+        interval: float,
+    ) -> bool:
+        """Back off exponentially; True when this failure is news (an Event is worth it).
+
+        The same failure again (same files, same kinds of error) is not: details such as
+        byte counts vary between attempts, and an Event per attempt would be a storm.
+        """
+        failing = self._failing.setdefault(where, _Failing())
+        failing.attempts += 1
+        failing.retry_at = time.time() + min(MAX_RETRY_DELAY, interval * 2**failing.attempts)
+        failing.reasons.add(reason)
+        signature = tuple(sorted((name, type(exc).__name__) for name, exc in errors.items()))
+        news = signature != failing.signature
+        failing.signature = signature
+        return news
 
     # -- OOM kills --
 

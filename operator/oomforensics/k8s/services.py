@@ -53,6 +53,8 @@ class Services:
         base = CaptureSettings(
             read_timeout=self.settings.capture_timeout,
             max_body_bytes=self.settings.max_profile_bytes,
+            # Gunzipping holds the output twice for a moment: a bomb costs twice this cap.
+            max_decompressed_bytes=self.settings.max_profile_bytes,
         )
         return spec.capture_settings(base)
 

@@ -7,7 +7,7 @@ OOMF_STORAGE_SECRET     Secret (in OOMF_OPERATOR_NAMESPACE) with the default cre
 OOMF_OPERATOR_NAMESPACE the operator's own namespace (default: default)
 OOMF_SPOOL_DIR          durable local spool for snapshots while the store is down
 OOMF_SPOOL_MAX_BYTES    its cap (a quantity, default 1Gi)
-OOMF_MAX_PROFILE_BYTES  cap of one profile as received (default 64Mi)
+OOMF_MAX_PROFILE_BYTES  cap of one profile, as received and once gunzipped (default 64Mi)
 OOMF_CAPTURE_TIMEOUT    seconds for one profile request (default 30)
 OOMF_NAMESPACES         comma-separated namespaces to watch; empty: cluster-wide
 OOMF_STANDALONE         "true" (default): no peering; "false": peering (one active operator)
