@@ -203,7 +203,9 @@ class Page:
     async def open(self, path: Path) -> None:
         self.url = path.resolve().as_uri()
         loaded = self.event("Page.loadEventFired")
-        await self.send("Page.navigate", url=self.url)
+        result = await self.send("Page.navigate", url=self.url)
+        if result.get("errorText"):
+            raise RuntimeError(f"cannot open {self.url}: {result['errorText']}")
         await asyncio.wait_for(loaded, 60)
 
     async def evaluate(self, expression: str) -> Any:

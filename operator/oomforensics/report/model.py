@@ -79,15 +79,17 @@ class TimelinePoint:
     heap_inuse: int | None
     limit: int | None
     files: tuple[str, ...]
+    heap_profile: int = 0  # the heap profile's inuse_space (live objects at the last GC)
     pre_oom: bool = False  # the last snapshot before the OOM kill
 
     @property
-    def memory(self) -> int | None:
-        """What the marker sits on: the working set, else the RSS, else the heap in use."""
+    def memory(self) -> int:
+        """What the marker sits on: the working set, else the RSS, else the heap in use, else
+        the heap profile's total (a bare heap profile has nothing else)."""
         for value in (self.working_set, self.rss, self.heap_inuse):
             if value is not None:
                 return value
-        return None
+        return self.heap_profile
 
     @property
     def percent_of_limit(self) -> float | None:
@@ -128,8 +130,7 @@ class Timeline:
 
     @property
     def peak(self) -> TimelinePoint | None:
-        known = [p for p in self.points if p.memory is not None]
-        return max(known, key=lambda p: p.memory or 0) if known else None
+        return max(self.points, key=lambda p: p.memory) if self.points else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,7 @@ def _point(time: float, snapshot: Snapshot, end: RunEnd | None) -> TimelinePoint
         heap_inuse=heap_inuse,
         limit=_int(manifest, "limitBytes"),
         files=snapshot_files(snapshot),
+        heap_profile=snapshot.profile.total(snapshot.profile.sample_index("inuse_space")),
         pre_oom=pre and end is not None and end.pre_oom_snapshot == name,
     )
 

@@ -14,7 +14,7 @@ from oomforensics.analysis.comparison import Comparison
 from oomforensics.analysis.units import format_bytes, format_signed
 from oomforensics.report.flamehtml import render_flame
 from oomforensics.report.model import Report, RunReport, TimelinePoint
-from oomforensics.report.timeline import render_timeline
+from oomforensics.report.timeline import has_memory_figures, render_timeline
 
 DASH = "\u2013"  # an en dash: no value
 PATH_FRAMES = 10  # call path frames shown before the rest is folded away
@@ -101,15 +101,16 @@ def _overview(report: Report) -> str:
         rows.append(
             f'<tr><td><a href="#{_esc(run.anchor)}">{_esc(run.title)}</a></td>'
             f'<td class="num">{len(points)}</td>'
-            f"<td>{_esc(_clock(points[0].time, True))} "
-            f"+{_duration(run.timeline.stop - run.timeline.start)}</td>"
-            f'<td class="num">{_bytes(peak.memory if peak else None)}{share}</td>'
+            f"<td>{_esc(_clock(points[0].time, True))}, "
+            f"{_duration(run.timeline.stop - run.timeline.start)}</td>"
+            f'<td class="num">{_bytes(peak.working_set if peak else None)}{share}</td>'
             f'<td>{_esc(_end_label(run))}</td><td class="{"leak" if leak else "ok"}">'
             f"{_esc(verdict)}</td></tr>"
         )
     return (
         '<section class="overview"><h2>Container runs</h2><table><thead><tr><th>run</th>'
-        "<th>snapshots</th><th>from</th><th>peak working set</th><th>end</th><th>verdict</th>"
+        "<th>snapshots</th><th>started, lasted</th><th>peak working set</th><th>end</th>"
+        "<th>verdict</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
 
@@ -198,6 +199,8 @@ def _legend(run: RunReport) -> str:
         items.append(("rss", "RSS"))
     if any(p.heap_inuse is not None for p in points):
         items.append(("heap", "Go HeapInuse"))
+    if not has_memory_figures(run.timeline):
+        items.append(("heap-profile", "heap profile in use (no memory figures were recorded)"))
     if run.timeline.limit:
         items.append(("limit", "memory limit"))
         shown = ", ".join(f"{t}%" for t in run.timeline.thresholds)
@@ -422,6 +425,7 @@ code.fn{font-weight:600}
 .path{margin-top:3px;color:var(--muted);word-break:break-word}
 .path code{background:#f0f2f6;padding:0 3px;border-radius:3px;color:var(--fg)}
 .path details.more{display:inline}
+table.suspects td:nth-child(2){width:75%}
 .held{color:var(--muted);font-style:italic}
 .hint,.note{color:var(--muted);margin:2px 0 6px;font-size:13px}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0 0 10px}
@@ -436,7 +440,7 @@ ul.findings{padding-left:18px;margin:4px 0}
 ul.findings li{margin:3px 0}
 .kind{display:inline-block;font:600 11.5px ui-monospace,monospace;background:#eef0f4;
 border-radius:3px;padding:0 5px;margin-right:4px}
-svg.timeline{width:100%;max-width:1100px;height:auto;display:block;background:#fff}
+svg.timeline{width:100%;max-width:1280px;height:auto;display:block;background:#fff}
 svg.timeline text{font-size:12px;fill:#3d4555}
 svg.timeline .title{font-size:13px;fill:var(--muted)}
 svg.timeline .grid{stroke:#edf0f4}
@@ -445,6 +449,7 @@ svg.timeline .series{fill:none;stroke-width:2;stroke-linejoin:round}
 svg.timeline .working-set{stroke:var(--ws);stroke-width:2.5}
 svg.timeline .rss{stroke:var(--rss);stroke-dasharray:6 4}
 svg.timeline .heap{stroke:var(--heap);stroke-width:1.6}
+svg.timeline .heap-profile{stroke:var(--heap);stroke-width:2.5}
 svg.timeline .after{stroke:var(--ws);stroke-dasharray:3 4;stroke-width:2}
 svg.timeline .limit{stroke:var(--limit);stroke-width:2}
 svg.timeline .limit-label{fill:var(--limit);font-weight:600}
@@ -467,6 +472,7 @@ margin:0 6px 2px 0}
 .key.working-set{border-color:var(--ws)}
 .key.rss{border-top:2px dashed var(--rss)}
 .key.heap{border-color:var(--heap);border-top-width:2px}
+.key.heap-profile{border-color:var(--heap)}
 .key.limit{border-color:var(--limit)}
 .key.threshold{border-top:2px dashed var(--threshold)}
 .key.marker,.key.pre-oom{width:11px;height:11px;border:2.2px solid var(--ws);border-radius:50%;

@@ -34,7 +34,7 @@ class _Scale:
         values = [
             v
             for p in timeline.points
-            for v in (p.working_set, p.rss, p.heap_inuse)
+            for v in (p.working_set, p.rss, p.heap_inuse, p.memory)
             if v is not None
         ]
         if timeline.limit:
@@ -53,8 +53,11 @@ class _Scale:
 
 
 def _nice_bytes(raw: float) -> int:
-    """A tick step of 1, 2 or 5 times a power of two of MiB (or of 1024 bytes below a MiB)."""
-    unit = _MiB if raw >= _MiB else 1024 if raw >= 1024 else 1
+    """A tick step of 1, 2, 2.5 or 5 times a power of ten, in the largest 1024-unit below
+    `raw` (so labels read 25MB, 50MB or 2.5GB, 5GB)."""
+    unit = 1
+    while raw >= unit * 1024 and unit < 1024**4:
+        unit *= 1024
     scaled = raw / unit
     power = 10 ** math.floor(math.log10(scaled)) if scaled > 0 else 1
     for factor in (1, 2, 2.5, 5, 10):
@@ -167,11 +170,10 @@ def _path(s: _Scale, points: list[tuple[float, int]]) -> str:
 
 def _series(s: _Scale, timeline: Timeline) -> list[str]:
     out = []
-    for css, attribute in (
-        ("heap", "heap_inuse"),
-        ("rss", "rss"),
-        ("working-set", "working_set"),
-    ):
+    series = [("heap", "heap_inuse"), ("rss", "rss"), ("working-set", "working_set")]
+    if not has_memory_figures(timeline):
+        series = [("heap-profile", "heap_profile")]
+    for css, attribute in series:
         points = [
             (p.time, value) for p in timeline.points if (value := getattr(p, attribute)) is not None
         ]
@@ -179,7 +181,7 @@ def _series(s: _Scale, timeline: Timeline) -> list[str]:
             out.append(f'<polyline class="series {css}" points="{_path(s, points)}"/>')
     end = timeline.end
     last = timeline.points[-1]
-    if end is not None and end.time is not None and last.memory is not None:
+    if end is not None and end.time is not None:
         reached = end.working_set if end.working_set is not None else timeline.limit
         if reached is not None:
             out.append(
@@ -219,6 +221,16 @@ def _overlaps(box: Box, boxes: list[Box]) -> bool:
     return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in boxes)
 
 
+def _label_box(x: float, base: float, width: float, left: bool) -> Box:
+    x0 = x - 8 - width if left else x + 8
+    return (x0, base - 11, x0 + width, base + 3)
+
+
+def _free(box: Box, placed: list[Box]) -> bool:
+    inside = box[0] >= 2 and box[2] <= WIDTH - 2 and box[1] >= 4 and box[3] <= HEIGHT - BOTTOM
+    return inside and not _overlaps(box, placed)
+
+
 def _markers(s: _Scale, timeline: Timeline) -> list[str]:
     """Snapshot markers; each labelled with its reason where a free spot near it is found.
 
@@ -227,7 +239,7 @@ def _markers(s: _Scale, timeline: Timeline) -> list[str]:
     its marker gets a leader line. Crowded routine captures keep only their tooltip.
     """
     placed: list[Box] = []
-    spots = [(p, s.x(p.time), s.y(p.memory)) for p in timeline.points if p.memory is not None]
+    spots = [(p, s.x(p.time), s.y(p.memory)) for p in timeline.points]
     for _, x, y in spots:
         placed.append((x - 6, y - 6, x + 6, y + 6))
     if timeline.end is not None and timeline.end.time is not None:
@@ -246,30 +258,44 @@ def _markers(s: _Scale, timeline: Timeline) -> list[str]:
         )
         text = p.reason + (" (pre-OOM)" if p.pre_oom else "")
         width = 6.4 * len(text) + 4
-        left = x + width + 12 > WIDTH - RIGHT
+        room_right = x + width + 12 <= WIDTH - RIGHT
+        sides = (False, True) if room_right else (True, False)  # left of the marker: True
         offsets = _LABEL_OFFSETS[:2] if p.reason in _ROUTINE else _LABEL_OFFSETS
-        for dy in offsets:
-            base = y + dy
-            x0 = x - 8 - width if left else x + 8
-            box = (x0, base - 11, x0 + width, base + 3)
-            if box[1] < TOP - 14 or box[3] > HEIGHT - BOTTOM or _overlaps(box, placed):
-                continue
+        spot = next(
+            (
+                (dy, left, box)
+                for dy in offsets
+                for left in sides
+                if _free(box := _label_box(x, y + dy, width, left), placed)
+            ),
+            None,
+        )
+        if spot is not None:
+            dy, left, box = spot
             placed.append(box)
-            if abs(dy) > 10:
-                tip = x0 + width if left else x0
+            base = y + dy
+            if abs(dy) > 10 or left != sides[0]:
+                tip = box[2] if left else box[0]
                 out.append(
                     f'<line class="leader" x1="{x:.1f}" y1="{y:.1f}" x2="{tip:.1f}" '
                     f'y2="{base - 4:.1f}"/>'
                 )
             anchor = ' text-anchor="end"' if left else ""
             out.append(
-                f'<text class="marker-label" x="{x0 + width if left else x0:.1f}" '
+                f'<text class="marker-label" x="{box[2] if left else box[0]:.1f}" '
                 f'y="{base:.1f}"{anchor}>{_esc(text)}</text>'
             )
-            break
         out.append("</g>")
     out.append("</g>")
     return out
+
+
+def has_memory_figures(timeline: Timeline) -> bool:
+    """Whether any snapshot recorded the working set, the RSS or MemStats."""
+    return any(
+        p.working_set is not None or p.rss is not None or p.heap_inuse is not None
+        for p in timeline.points
+    )
 
 
 def _describe(p: TimelinePoint) -> str:
@@ -282,6 +308,7 @@ def _describe(p: TimelinePoint) -> str:
         parts.append(f"RSS {format_bytes(p.rss)}")
     if p.heap_inuse is not None:
         parts.append(f"HeapInuse {format_bytes(p.heap_inuse)}")
+    parts.append(f"heap profile (live at the last GC) {format_bytes(p.heap_profile)}")
     parts.append("files: " + ", ".join(p.files))
     if p.pre_oom:
         parts.append("the last snapshot before the OOM kill")
