@@ -227,7 +227,7 @@ def _label_box(x: float, base: float, width: float, left: bool) -> Box:
 
 
 def _free(box: Box, placed: list[Box]) -> bool:
-    inside = box[0] >= 2 and box[2] <= WIDTH - 2 and box[1] >= 4 and box[3] <= HEIGHT - BOTTOM
+    inside = box[0] >= 2 and box[2] <= WIDTH - RIGHT and box[1] >= 4 and box[3] <= HEIGHT - BOTTOM
     return inside and not _overlaps(box, placed)
 
 
@@ -245,6 +245,9 @@ def _markers(s: _Scale, timeline: Timeline) -> list[str]:
     if timeline.end is not None and timeline.end.time is not None:
         x = s.x(timeline.end.time)
         placed.append((x - 70, TOP, x, TOP + 16))  # the end's own label
+        at = timeline.limit if timeline.end.kind == "oom-kill" else timeline.end.working_set
+        if at is not None:
+            placed.append((x - 8, s.y(at) - 8, x + 8, s.y(at) + 8))  # its cross
     if timeline.limit:
         y = s.y(timeline.limit)
         placed.append((LEFT, y - 18, LEFT + 70, y - 2))  # the limit's value
