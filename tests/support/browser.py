@@ -199,6 +199,9 @@ class Page:
             deviceScaleFactor=1,
             mobile=False,
         )
+        # No scrollbar: a full-page capture would otherwise reflow the page without it, and
+        # element boxes measured before would be off.
+        await self.send("Emulation.setScrollbarsHidden", hidden=True)
 
     async def open(self, path: Path) -> None:
         self.url = path.resolve().as_uri()

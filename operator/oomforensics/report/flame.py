@@ -8,7 +8,8 @@ shrank by 1 MB is 9 MB wide; how much of it grew and how much shrank is kept apa
 `shrunk`) and decides the colour. When nothing shrank, widths are exactly the growth in bytes.
 
 Frames narrower than `min_share` of the whole are pruned (with everything above them), so the
-page stays small for profiles with a hundred thousand stacks; the graph says how many.
+page stays small for profiles with a hundred thousand stacks; the graph says how many. Should
+that still leave more than `max_frames`, the share doubles until it does not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from oomforensics.pprof.profile import Profile
 
 ROOT_NAME = "all changes"
 DEFAULT_MIN_SHARE = 0.005  # 0.5 % of the bytes that changed
+# A bound on the page's size whatever the profile: past it, the pruning share doubles until the
+# graph fits (a frame is ~400 bytes of HTML, so this is at most ~2 MB).
+DEFAULT_MAX_FRAMES = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +90,18 @@ def diff_flame_graph(
     new: Profile,
     sample_index: str = "inuse_space",
     min_share: float = DEFAULT_MIN_SHARE,
+    max_frames: int = DEFAULT_MAX_FRAMES,
 ) -> FlameGraph:
     """The diff flame graph of `new` against `base` (heap profiles)."""
     if not 0 <= min_share < 1:
         raise ValueError(f"min_share must be in [0, 1), got {min_share}")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     if sample_index != "inuse_space":
         raise ValueError("the diff flame graph is built from inuse_space")
     growth = stack_growth(base, new)
     root = _Node()
-    frames, offsets, names = growth.frames.tolist(), growth.offsets.tolist(), growth.names
+    nodes, offsets, names = growth.frames.tolist(), growth.offsets.tolist(), growth.names
     for sample, delta in zip(growth.samples.tolist(), growth.bytes.tolist(), strict=True):
         if not delta:
             continue
@@ -103,7 +110,7 @@ def diff_flame_graph(
         node.grown += grown
         node.shrunk += shrunk
         # Stacks are leaf first; the graph grows from the outermost frame.
-        for frame in reversed(frames[offsets[sample] : offsets[sample + 1]]):
+        for frame in reversed(nodes[offsets[sample] : offsets[sample + 1]]):
             child = node.children.get(frame)
             if child is None:
                 child = node.children[frame] = _Node()
@@ -111,10 +118,29 @@ def diff_flame_graph(
             child.shrunk += shrunk
             node = child
         node.self_net += delta
-    min_width = math.ceil(root.width * min_share) if min_share else 0
+    frames, pruned = _layout(root, names, min_share)
+    while len(frames) > max_frames and min_share < 0.5:
+        min_share = min(max(min_share * 2, 0.001), 0.5)
+        frames, pruned = _layout(root, names, min_share)
+    space = new.sample_index(sample_index)
+    return FlameGraph(
+        frames=frames,
+        sample_index=sample_index,
+        base_total=base.total(base.sample_index(sample_index)),
+        new_total=new.total(space),
+        min_share=min_share,
+        pruned_frames=pruned,
+    )
+
+
+def _layout(
+    root: _Node, names: tuple[str, ...], min_share: float
+) -> tuple[tuple[FlameFrame, ...], int]:
+    """Frames depth-first, widest child first, and how many were pruned."""
+    min_width = max(math.ceil(root.width * min_share), 1)
     out: list[FlameFrame] = []
     pruned = 0
-    # Depth-first, widest child first; an explicit stack (Go stacks can be hundreds deep).
+    # An explicit stack: Go stacks can be hundreds of frames deep.
     todo: list[tuple[str, _Node, int, int]] = [(ROOT_NAME, root, 0, 0)]
     while todo:
         name, node, depth, start = todo.pop()
@@ -123,21 +149,13 @@ def diff_flame_graph(
         placed: list[tuple[str, _Node, int, int]] = []
         offset = start
         for frame, child in ordered:
-            if child.width < max(min_width, 1):
+            if child.width < min_width:
                 pruned += _count(child)
                 continue
             placed.append((names[frame], child, depth + 1, offset))
             offset += child.width
         todo.extend(reversed(placed))
-    space = new.sample_index(sample_index)
-    return FlameGraph(
-        frames=tuple(out),
-        sample_index=sample_index,
-        base_total=base.total(base.sample_index(sample_index)),
-        new_total=new.total(space),
-        min_share=min_share,
-        pruned_frames=pruned,
-    )
+    return tuple(out), pruned
 
 
 def _count(node: _Node) -> int:

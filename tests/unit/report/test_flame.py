@@ -124,3 +124,13 @@ def test_an_empty_change_renders_a_note():
 def test_only_inuse_space_is_supported():
     with pytest.raises(ValueError, match="inuse_space"):
         diff_flame_graph(profile(), profile(), sample_index="alloc_space")
+
+
+def test_past_max_frames_the_pruning_share_doubles_until_the_graph_fits():
+    new = profile(*(([f"main.f{i:02d}", "main.leaf"], MiB + i) for i in range(40)))
+    full = diff_flame_graph(profile(), new, min_share=0.005)
+    assert len(full.frames) == 81 and full.min_share == 0.005
+    capped = diff_flame_graph(profile(), new, min_share=0.005, max_frames=40)
+    assert len(capped.frames) <= 40 and capped.min_share > 0.005
+    assert capped.pruned_frames == 81 - len(capped.frames)
+    assert capped.total == full.total
