@@ -23,6 +23,7 @@ from oomforensics.k8s.api import GROUP, PLURAL, VERSION, KubeApi, client_for
 from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
+from oomforensics.triggers.oom import parse_time
 
 FINALIZER = "oomforensics.io/operator"
 PODS_INDEX = "oomf_pods"
@@ -103,7 +104,8 @@ async def investigate(
     pods: kopf.Index[str, JSON] = kwargs[PODS_INDEX]  # the index, by its id
     if not namespace:
         return
-    runner = InvestigationRunner(memo.services, namespace, name, uid)
+    created = parse_time(str(body.get("metadata", {}).get("creationTimestamp") or ""))
+    runner = InvestigationRunner(memo.services, namespace, name, uid, created)
     memo.runners[(namespace, name)] = runner
     try:
         await run_investigation(

@@ -98,12 +98,21 @@ class _RunRecord:
 class InvestigationRunner:
     """The work for one MemoryInvestigation; `step()` is one level-based pass."""
 
-    def __init__(self, services: Services, namespace: str, name: str, uid: str) -> None:
+    def __init__(
+        self,
+        services: Services,
+        namespace: str,
+        name: str,
+        uid: str,
+        created_at: float | None = None,
+    ) -> None:
         self.services = services
         self.namespace = namespace
         self.name = name
         self.uid = uid
-        self.started_at = time.time()
+        # OOM kills since the investigation exists are its own, those while the operator was
+        # down included (a restart must not lose them); older ones are not.
+        self.started_at = created_at if created_at is not None else time.time()
         self.wake = asyncio.Event()
         self._states: dict[ContainerRun, TriggerState] = {}
         self._pods: dict[str, Mapping[str, Any]] = {}  # uid -> last pod seen (OOM detection)

@@ -1,0 +1,174 @@
+"""The operator killed with SIGKILL at random moments while pods leak, get OOM-killed and
+restart; then started once more. Used by tests/e2e/test_operator_sigkill.py (a few trials)
+and benchmarks/bench_sigkill.py (fifty).
+
+What must hold afterwards (`check`):
+- every snapshot the operator announced (a SnapshotCaptured Event is posted only once the
+  snapshot is durable) is in the archive, complete, and its digests verify;
+- no duplicates: per container run one baseline at most, each threshold at most once;
+- the status converges: its snapshot count equals the archive's, every OOM kill of every pod
+  is listed exactly once (the kills while the operator was down too), Ready and Capturing
+  are True: no condition stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from oomforensics.archive.layout import SnapshotKey
+from oomforensics.archive.store import Archive
+from tests.e2e.operator_harness import MI, PODS, apply_crd, events_about, poll
+from tests.support.cluster import ClusterFront
+from tests.support.cluster.pods import leaky_pod
+
+NAME = "chaos"
+OPERATOR = Path(sys.executable).with_name("oomforensics")
+
+
+@dataclass
+class Outcome:
+    trials: int
+    kill_points: list[float] = field(default_factory=list)  # seconds after each start
+    announced: set[str] = field(default_factory=set)  # snapshot paths in SnapshotCaptured
+    archived: list[SnapshotKey] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # files without a manifest
+    status: dict[str, Any] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)  # pod -> restartCount
+    converge_seconds: float = 0.0
+
+
+async def start_operator(log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            str(OPERATOR),
+            "run",
+            "-n",
+            "default",
+            stdout=out,
+            stderr=out,
+            env=dict(os.environ),
+        )
+
+
+async def kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+
+async def run_scenario(
+    front: ClusterFront,
+    archive: Archive,
+    workdir: Path,
+    trials: int,
+    *,
+    pods: int = 3,
+    seed: int = 0,
+    life: tuple[float, float] = (1.0, 8.0),
+) -> Outcome:
+    """Create the pods and the investigation, kill the operator `trials` times, restart it
+    and wait until the status agrees with the archive and the pods."""
+    rng = random.Random(seed)
+    outcome = Outcome(trials)
+    log = workdir / "operator.log"
+    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+        await apply_crd(http)
+        for i in range(pods):
+            body = leaky_pod(
+                f"{NAME}-{i}", "mapcache", labels={"app": NAME}, memory_limit="96Mi", rate=24
+            )
+            assert (await http.post(PODS, json=body)).status_code == 201
+        investigation = {
+            "apiVersion": "oomforensics.io/v1alpha1",
+            "kind": "MemoryInvestigation",
+            "metadata": {"name": NAME, "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": NAME}},
+                "endpoint": {"portName": "http"},
+                "sampling": {"interval": "1s"},
+                "triggers": {"cooldown": "3s"},
+            },
+        }
+        assert (await http.post(MI, json=investigation)).status_code == 201
+        for _ in range(trials):
+            process = await start_operator(log)
+            point = rng.uniform(*life)
+            outcome.kill_points.append(point)
+            await asyncio.sleep(point)  # the fault's moment, chosen at random: not a wait
+            await kill(process)
+        before = (await http.get(f"{MI}/{NAME}")).json()["metadata"]["resourceVersion"]
+        process = await start_operator(log)
+        started = time.monotonic()
+        try:
+
+            async def converged() -> dict[str, Any] | None:
+                body = await _converged(http, archive)
+                # written by this last operator, not left over from a killed one
+                fresh = body is not None and body["metadata"]["resourceVersion"] != before
+                return body if fresh else None
+
+            body = await poll(converged, 180, "the status to agree with the archive and pods")
+        finally:
+            await kill(process)
+        outcome.converge_seconds = time.monotonic() - started
+        outcome.status = body["status"]
+        pods_now = (await http.get(PODS, params={"labelSelector": f"app={NAME}"})).json()
+    outcome.restarts = {
+        p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+        for p in pods_now["items"]
+    }
+    for event in events_about(front, "MemoryInvestigation", NAME):
+        if event["reason"] == "SnapshotCaptured":
+            outcome.announced.add(event["message"].rsplit(": ", 1)[-1])
+    outcome.archived = await archive.list_snapshots("default", NAME)
+    outcome.incomplete = await archive.list_incomplete()
+    return outcome
+
+
+async def _converged(http: httpx.AsyncClient, archive: Archive) -> dict[str, Any] | None:
+    body: dict[str, Any] = (await http.get(f"{MI}/{NAME}")).json()
+    status = body.get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    if conditions.get("Ready") != "True" or conditions.get("Capturing") != "True":
+        return None
+    keys = await archive.list_snapshots("default", NAME)
+    if (status.get("snapshots") or {}).get("count") != len(keys):
+        return None
+    pods = (await http.get(PODS, params={"labelSelector": f"app={NAME}"})).json()["items"]
+    killed = sum(p["status"]["containerStatuses"][0]["restartCount"] for p in pods)
+    return body if len(status.get("oomKills") or []) == killed else None
+
+
+async def check(outcome: Outcome, archive: Archive) -> None:
+    paths = {k.path() for k in outcome.archived}
+    missing = outcome.announced - paths
+    assert not missing, f"announced but not in the archive: {sorted(missing)}"
+    for key in outcome.archived:
+        await archive.verify(key)
+    per_run = Counter(
+        (k.pod, k.container, k.run, k.reason)
+        for k in outcome.archived
+        if k.reason == "baseline" or k.reason.startswith("threshold-")
+    )
+    twice = {what: n for what, n in per_run.items() if n > 1}
+    assert not twice, f"captured twice in one run: {twice}"
+    kills = outcome.status.get("oomKills") or []
+    runs = [(k["pod"], k["container"], k["run"]) for k in kills]
+    assert len(runs) == len(set(runs)), f"an OOM kill listed twice: {runs}"
+    per_pod = Counter(pod for pod, _, _ in runs)
+    assert dict(per_pod) == {p: n for p, n in outcome.restarts.items() if n}, (
+        per_pod,
+        outcome.restarts,
+    )
