@@ -9,12 +9,13 @@ the recorded digest is kept, so running `fetch` again downloads only what is mis
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 from oomforensics.analysis.units import format_bytes
 from oomforensics.archive.layout import SnapshotKey
@@ -23,6 +24,31 @@ from oomforensics.archive.store import Archive, ArchiveError, ChecksumMismatch
 
 CONCURRENCY = 8
 _CHUNK = 1 << 20
+T = TypeVar("T")
+
+
+def run_in_one_line(work: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, with what the object store raises unwrapped (its messages run over many
+    lines of debug detail) turned into one line.
+
+    The store's objects are collected here, before the interpreter exits: a failed request
+    leaves them in reference cycles (through the traceback), and obstore 0.12 dropping them
+    during interpreter shutdown sometimes aborts the process (SIGABRT instead of exit 1).
+    """
+    failure: Exception
+    try:
+        result = asyncio.run(work)
+    except FileNotFoundError as exc:  # S3 answers 404 for a missing bucket
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        failure = ArchiveError(f"not found in the store (does the bucket exist?): {first}")
+    except Exception as exc:
+        failure = exc.with_traceback(None)
+        failure.__cause__ = failure.__context__ = None
+    else:
+        gc.collect()
+        return result
+    gc.collect()
+    raise failure
 
 
 @dataclass

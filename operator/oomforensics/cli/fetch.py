@@ -26,6 +26,7 @@ from oomforensics.cli.download import (
     fetch_snapshots,
     local_folder,
     read_manifests,
+    run_in_one_line,
 )
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.kube import (
@@ -82,7 +83,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--container", metavar="C", help="only this container's snapshots")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
-        "--run", type=non_negative, metavar="N", help="only container run N (its restartCount)"
+        "--run",
+        dest="run_number",
+        type=non_negative,
+        metavar="N",
+        help="only container run N (its restartCount)",
     )
     which.add_argument(
         "--oom",
@@ -166,13 +171,13 @@ def request_of(args: argparse.Namespace) -> Request:
             raise UsageError("name the investigation (NS/NAME), or give --archive URL --path ...")
         parse_ref(args.target, "default")  # a malformed name fails before the cluster is asked
         scope = None
-    filters = Filters(args.pod, args.container, args.run, args.oom, args.last)
+    filters = Filters(args.pod, args.container, args.run_number, args.oom, args.last)
     return Request(scope, args.target, args.archive, options, filters, args.out)
 
 
 def run(args: argparse.Namespace) -> int:
     request = request_of(args)
-    stats, lines = asyncio.run(fetch(request, Progress()))
+    stats, lines = run_in_one_line(fetch(request, Progress()))
     print(stats.summary(request.out))
     for line in lines:
         print(line)

@@ -10,7 +10,6 @@ The custom resources are read with the user's own kube credentials (see cli/kube
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from oomforensics.analysis.units import format_bytes
 from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive
-from oomforensics.cli.download import read_manifests
+from oomforensics.cli.download import read_manifests, run_in_one_line
 from oomforensics.cli.fetch import add_storage_arguments
 from oomforensics.cli.kube import (
     Kube,
@@ -59,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     options = parse_options(args.option)
-    print(asyncio.run(_list(args, options)))
+    print(run_in_one_line(_list(args, options)))
     return 0
 
 
