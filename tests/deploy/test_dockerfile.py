@@ -143,9 +143,7 @@ def runtime_environment(runtime: Stage, root: Path) -> dict[str, str]:
     """The runtime stage's ENV on this machine: its paths under `root`, the host's PATH after."""
     host_path = os.environ.get("PATH", "")
     env = runtime.env({"PATH": "\0"})
-    env = {
-        k: rooted(v, root) if v.startswith("/") and k != "PATH" else v for k, v in env.items()
-    }
+    env = {k: rooted(v, root) if v.startswith("/") and k != "PATH" else v for k, v in env.items()}
     env["PATH"] = ":".join(
         host_path if part == "\0" else rooted(part, root) for part in env["PATH"].split(":")
     )
