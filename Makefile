@@ -31,6 +31,7 @@ PREOOM_ARGS ?=
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_preoom.py $(PREOOM_ARGS)
+	$(BIN)/python benchmarks/bench_preoom_operator.py
 	$(BIN)/python benchmarks/bench_sigkill.py
 
 # Regenerate the protobuf module after editing profile.proto (the output is committed).
