@@ -78,6 +78,7 @@ class FetchStats:
             f"{self.files_downloaded} file(s) downloaded ({format_bytes(self.bytes_downloaded)}), "
             f"{self.files_present} already present and verified "
             f"({format_bytes(self.bytes_present)})"
+            + (f", {len(self.failures)} damaged, not saved" if self.failures else "")
         )
 
 

@@ -179,12 +179,12 @@ def run(args: argparse.Namespace) -> int:
     request = request_of(args)
     stats, lines = run_in_one_line(fetch(request, Progress()))
     print(stats.summary(request.out))
-    for line in lines:
-        print(line)
-    if stats.failures:
+    if stats.failures:  # and no commands pointing at a snapshot that is not all there
         first = stats.failures[0]
         more = f" (and {len(stats.failures) - 1} more)" if len(stats.failures) > 1 else ""
         raise ArchiveError(f"{first}{more}; the file was not saved: the archive copy is damaged")
+    for line in lines:
+        print(line)
     return 0
 
 

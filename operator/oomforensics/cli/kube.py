@@ -9,9 +9,11 @@ and the requests go through the operator's own `KubeApi` over httpx.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -69,12 +71,14 @@ def connect(timeout: float = 30.0) -> Kube:
     from kubernetes.client import Configuration
     from kubernetes.config import ConfigException, list_kube_config_contexts, load_kube_config
 
+    # Read now, not when the kubernetes package was imported (its default is fixed then).
+    config_file = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     configuration = Configuration()
     try:
         load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration, persist_config=False
+            config_file=config_file, client_configuration=configuration, persist_config=False
         )
-        _, active = list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        _, active = list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError, TypeError, ValueError, KeyError) as exc:
         raise KubeError(
             f"cannot use the kubeconfig ($KUBECONFIG or ~/.kube/config): {exc}"
@@ -85,7 +89,9 @@ def connect(timeout: float = 30.0) -> Kube:
 
 def connection_info(configuration: Any) -> kopf.ConnectionInfo:
     """The kubernetes client's Configuration as the ConnectionInfo `client_for` takes."""
-    authorization = str((configuration.api_key or {}).get("authorization") or "")
+    keys = configuration.api_key or {}
+    # "BearerToken" in kubernetes 37 ("Bearer <token>"), "authorization" in older releases.
+    authorization = str(keys.get("BearerToken") or keys.get("authorization") or "")
     scheme, _, token = authorization.partition(" ")
     if not token:
         scheme, token = "Bearer", authorization

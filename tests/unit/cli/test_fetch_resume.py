@@ -234,3 +234,18 @@ async def test_list_renders_runs_with_percent_of_limit_and_heap(archive: Archive
         ["x", "a", "1", "6", "1", "main.fetch", "+20MB", "True"],
         ["x", "b", "-", "-", "-", "-", "-", "Unknown"],
     ]
+
+
+def test_the_command_on_a_damaged_archive_fails_without_suggesting_commands(
+    archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pre = key("checkout", 0, 4, "threshold-95")
+    stored = tmp_path / "archive" / pre.path() / "heap.pb.gz"
+    stored.write_bytes(b"\x00" + stored.read_bytes()[1:])
+    argv = ["fetch", "--archive", archive.url, "--path", "default/inv", "--oom", "0"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "1 damaged, not saved" in captured.out
+    assert "go tool pprof" not in captured.out
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"oomforensics: error: {pre.path()}heap.pb.gz: checksum mismatch")
