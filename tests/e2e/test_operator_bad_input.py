@@ -1,6 +1,7 @@
 """What a user gets wrong becomes a condition, not a crash: a selector matching nothing, a
-pod that serves no pprof and has no memory limit; spec changes (suspend) take effect without a
-restart, and deleting the investigation stops its work."""
+port the pod does not expose, a pod that serves no pprof and has no memory limit; spec
+changes (suspend) take effect without a restart, and deleting the investigation stops its
+work. Nothing unchanged is written again (no retry storm on the API)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ async def test_bad_input_is_reported_in_conditions_and_spec_changes_apply(
             labels={"app": "quiet"},
         )
         assert (await http.post(PODS, json=quiet)).status_code == 201
-        for body in (investigation("nobody", "absent"), investigation("quiet", "quiet")):
+        portless = investigation("portless", "quiet", endpoint={"portName": "pprof"})
+        for body in (investigation("nobody", "absent"), investigation("quiet", "quiet"), portless):
             assert (await http.post(MI, json=body)).status_code == 201
 
         def condition(body: dict[str, Any], type_: str) -> tuple[str, str] | None:
@@ -82,6 +84,13 @@ async def test_bad_input_is_reported_in_conditions_and_spec_changes_apply(
                 lambda: reason("nobody", "Ready", ("False", "NoMatchingPods")),
                 60,
                 "NoMatchingPods",
+                operator,
+            )
+            settled = len(front.calls)
+            unexposed = await poll(
+                lambda: reason("portless", "Capturing", ("False", "EndpointNotConfigured")),
+                60,
+                "EndpointNotConfigured",
                 operator,
             )
             failing = await poll(
@@ -119,7 +128,18 @@ async def test_bad_input_is_reported_in_conditions_and_spec_changes_apply(
 
             await poll(gone, 60, "the investigation to be deleted", operator)
             assert not operator.done()
+            # What does not change is not written again: no status patch storm.
+            rewrites = [
+                c
+                for c in front.calls[settled:]
+                if c.name == "nobody" and c.subresource == "status" and c.verb == "patch"
+            ]
+            assert rewrites == [], f"{len(rewrites)} unchanged status rewrites"
     assert nobody["status"]["targetCount"] == 0
+    message = next(
+        c["message"] for c in unexposed["status"]["conditions"] if c["type"] == "Capturing"
+    )
+    assert "'pprof'" in message and "quiet" in message
     assert "selector" in next(
         c["message"] for c in nobody["status"]["conditions"] if c["type"] == "Ready"
     )

@@ -80,7 +80,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
                 running="running" in (cstatus.get("state") or {}),
                 node=str((pod.get("spec") or {}).get("nodeName") or ""),
                 image=str(chosen.get("image") or ""),
-                problem=problem,
+                problem=f"pod {name}: {problem}" if problem else None,
             )
         )
     return sorted(targets, key=lambda t: (t.pod, t.container))
@@ -96,7 +96,10 @@ def resolve_port(container: Mapping[str, Any], endpoint: Endpoint) -> tuple[int 
         for port in ports:
             if port.get("name") == endpoint.port_name:
                 return int(port["containerPort"]), None
-        return None, f"container {name} declares no port named {endpoint.port_name!r}"
+        return None, (
+            f"container {name} declares no port named {endpoint.port_name!r} "
+            "(spec.endpoint.portName)"
+        )
     if len(ports) == 1:
         return int(ports[0]["containerPort"]), None
     return None, (
