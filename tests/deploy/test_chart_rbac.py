@@ -32,13 +32,17 @@ from tests.deploy.chart import (
     of_kind,
     triples,
 )
-from tests.e2e.operator_harness import MI, PODS, apply_crd, poll, require_cluster
+from tests.deploy.cluster import discard
+from tests.e2e.operator_harness import apply_crd, poll, require_cluster
 from tests.support.cluster import ApiCall, ClusterFront, Kubelet
 from tests.support.cluster.pods import leaky_pod
 from tests.support.leaky import FIXTURE_BIN
 from tests.support.moto import MotoServer
 
 ACCOUNT = "oomf-oomforensics"
+SHOP = "shop"  # the investigations' namespace, the test's own
+MI = f"/apis/oomforensics.io/v1alpha1/namespaces/{SHOP}/memoryinvestigations"
+PODS = f"/api/v1/namespaces/{SHOP}/pods"
 WATCH = ("oomforensics.io", "memoryinvestigations")
 # Everything the chart may ever grant, whatever the values.
 THE_LIST = {
@@ -142,7 +146,7 @@ async def operator(clusterwide: bool) -> AsyncIterator[asyncio.Task[None]]:
             registry=kopf.get_default_registry(),
             standalone=True,
             clusterwide=clusterwide,
-            namespaces=[] if clusterwide else ["default"],
+            namespaces=[] if clusterwide else [SHOP],
             stop_flag=stop,
         )
     )
@@ -158,7 +162,7 @@ def investigation(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "oomforensics.io/v1alpha1",
         "kind": "MemoryInvestigation",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": SHOP},
         "spec": {
             "selector": {"matchLabels": {"app": "shop"}},
             "sampling": {"interval": "1s"},
@@ -216,26 +220,31 @@ async def test_every_request_of_the_operator_is_allowed_by_the_chart(
             "options": s3.options,
             "secretName": "oomforensics-s3",
         },
-        "investigationSecrets": [{"namespace": "default", "names": ["shop-s3"]}],
+        "investigationSecrets": [{"namespace": SHOP, "names": ["shop-s3"]}],
         "rbac": {"proxyAccess": True},
     }
     async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
         await apply_crd(http)
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        assert (await http.post("/api/v1/namespaces", json=namespace)).status_code in (201, 409)
-        for where, name in ((NAMESPACE, "oomforensics-s3"), ("default", "shop-s3")):
+        for name in (NAMESPACE, SHOP):
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            created = await http.post("/api/v1/namespaces", json=namespace)
+            assert created.status_code in (201, 409), created.text
+        for where, name in ((NAMESPACE, "oomforensics-s3"), (SHOP, "shop-s3")):
             created = await http.post(
                 f"/api/v1/namespaces/{where}/secrets", json=secret(where, name, s3)
             )
             assert created.status_code == 201, created.text
-        shop = leaky_pod("shop", "steady", labels={"app": "shop"}, memory_limit="256Mi")
+        shop = leaky_pod(
+            "shop", "steady", namespace=SHOP, labels={"app": "shop"}, memory_limit="256Mi"
+        )
         assert (await http.post(PODS, json=shop)).status_code == 201
 
     async def snapshots(name: str, url: str) -> bool:
         archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
-        return bool(await archive.list_snapshots("default", name))
+        return bool(await archive.list_snapshots(SHOP, name))
 
-    for clusterwide, scope in ((False, {"watchNamespaces": ["default"]}), (True, {})):
+    investigations = []
+    for clusterwide, scope in ((False, {"watchNamespaces": [SHOP]}), (True, {})):
         tag = "cw" if clusterwide else "ns"
         own = s3.archive_url(f"rbac-own-{tag}")
         async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
@@ -254,6 +263,7 @@ async def test_every_request_of_the_operator_is_allowed_by_the_chart(
                 investigation(f"{tag}-direct", {"endpoint": {"portName": "http"}}),
             ):
                 assert (await http.post(MI, json=body)).status_code == 201
+                investigations.append(f"{MI}/{body['metadata']['name']}")
         start = len(front.calls)
         async with operator(clusterwide) as task:
             # Wait on the archive (not the API), so that every request in the window is the
@@ -279,3 +289,6 @@ async def test_every_request_of_the_operator_is_allowed_by_the_chart(
         assert denied(calls, found) == [], f"cluster-wide={clusterwide}"
         # ... and the rules grant nothing the run did not use.
         assert used == set(triples(found)), set(triples(found)) ^ used
+    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+        for url in investigations:
+            await discard(http, url)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from oomforensics.cli.main import build_parser
+from tests.deploy.cluster import discard
 from tests.deploy.dockerfile import Stage, rooted, stages
 from tests.e2e.operator_harness import MI, apply_crd, poll, require_cluster
 from tests.support.cluster import ClusterFront
@@ -89,6 +90,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # Same steps, warm cache: where pip keeps downloads does not change what it installs.
     env.pop("PIP_NO_CACHE_DIR", None)
     env["PIP_CACHE_DIR"] = str(PIP_CACHE)
+    env["PYTHON"] = sys.executable  # the image's python3 is 3.11; this machine's may be older
     workdir = root
     for instruction in build.instructions:
         if instruction.keyword == "WORKDIR":
@@ -243,5 +245,7 @@ async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
             process.kill()
             process.wait(10)
         log.close()
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            await discard(http, f"{MI}/image-check")
     assert files_and_times(image_root / "opt") == before, "the image's files were written to"
     assert process.returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]

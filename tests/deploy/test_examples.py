@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from oomforensics.k8s.spec import parse_spec
+from tests.deploy.cluster import discard
 from tests.e2e.operator_harness import apply_crd, require_cluster
 from tests.support.cluster import ClusterFront
 
@@ -44,18 +45,21 @@ async def test_an_example_applies_to_the_cluster(path: Path, front: ClusterFront
     require_cluster(front)
     async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
         await apply_crd(http)
+        applied = []
         for doc in documents(path):
             key = (doc["apiVersion"], doc["kind"])
             if key not in COLLECTIONS:
                 continue  # workloads: checked against the Kubernetes schemas below
             assert "namespace" not in doc["metadata"], "examples take the namespace from -n"
             url = COLLECTIONS[key]
-            await http.delete(f"{url}/{doc['metadata']['name']}")
             created = await http.post(url, json=doc)
             assert created.status_code == 201, f"{path.name}: {created.text}"
+            applied.append(f"{url}/{doc['metadata']['name']}")
             if doc["kind"] == "MemoryInvestigation":
                 served = (await http.get(f"{url}/{doc['metadata']['name']}")).json()
                 parse_spec(served["spec"])  # the operator accepts it as the server keeps it
+        for url in applied:
+            await discard(http, url)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
