@@ -83,8 +83,8 @@ def stages(path: Path) -> list[Stage]:
     result: list[Stage] = []
     for instruction in instructions(path):
         if instruction.keyword == "ARG" and not result:
-            name, _, default = instruction.arguments.partition("=")
-            args[name] = default
+            variable, _, default = instruction.arguments.partition("=")
+            args[variable] = default
         elif instruction.keyword == "FROM":
             words = instruction.arguments.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None

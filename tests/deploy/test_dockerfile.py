@@ -115,10 +115,10 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             pytest.fail(f"the test cannot replay {instruction.keyword} of the build stage")
     for words in (i.words() for i in runtime.all("COPY")):
         paths = [w for w in words if not w.startswith("--")]
-        source, destination = Path(rooted(paths[0], root)), Path(rooted(paths[1], root))
-        assert source.exists(), f"COPY --from: {paths[0]} was not built"
-        if source != destination:
-            shutil.copytree(source, destination, dirs_exist_ok=True)
+        built, placed = Path(rooted(paths[0], root)), Path(rooted(paths[1], root))
+        assert built.exists(), f"COPY --from: {paths[0]} was not built"
+        if built != placed:
+            shutil.copytree(built, placed, dirs_exist_ok=True)
     yield root
 
 
