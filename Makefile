@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := operator tests
 
-.PHONY: setup test lint typecheck pytest demo bench proto clean
+.PHONY: setup test lint typecheck pytest demo bench proto clean image
 
 setup:
 	@hack/setup.sh
@@ -38,6 +38,11 @@ bench: setup
 proto: setup
 	cd operator/oomforensics/pprof && ../../../$(BIN)/python -m grpc_tools.protoc -I. \
 		--python_out=. --pyi_out=. profile.proto
+
+# The operator image (needs a Docker engine; tests/deploy replays its build steps without one).
+IMAGE ?= oomforensics:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) demo-output .mypy_cache .pytest_cache .ruff_cache
