@@ -7,8 +7,9 @@ What must hold afterwards (`check`):
   snapshot is durable) is in the archive, complete, and its digests verify;
 - no duplicates: per container run one baseline at most, each threshold at most once;
 - the status converges: its snapshot count equals the archive's, every OOM kill of every pod
-  is listed exactly once (the kills while the operator was down too), Ready and Capturing
-  are True: no condition stuck.
+  is listed exactly once (the kills while the operator was down too; the status keeps the
+  last MAX_OOM_KILLS, the archive an oom.json for each), Ready and Capturing are True: no
+  condition stuck.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 import httpx
 
 from oomforensics.archive.layout import SnapshotKey
-from oomforensics.archive.store import Archive
+from oomforensics.archive.store import Archive, SnapshotNotFound
+from oomforensics.k8s.status import MAX_OOM_KILLS
 from tests.e2e.operator_harness import MI, PODS, apply_crd, events_about, poll
 from tests.support.cluster import ClusterFront
 from tests.support.cluster.pods import leaky_pod
@@ -46,6 +48,7 @@ class Outcome:
     incomplete: list[str] = field(default_factory=list)  # files without a manifest
     status: dict[str, Any] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)  # pod -> restartCount
+    recorded: set[tuple[str, int]] = field(default_factory=set)  # (pod, run) with oom.json
     converge_seconds: float = 0.0
 
 
@@ -114,12 +117,16 @@ async def run_scenario(
         try:
 
             async def converged() -> dict[str, Any] | None:
-                body = await _converged(http, archive)
+                body = await _converged(http, archive, seen)
                 # written by this last operator, not left over from a killed one
                 fresh = body is not None and body["metadata"]["resourceVersion"] != before
                 return body if fresh else None
 
-            body = await poll(converged, 180, "the status to agree with the archive and pods")
+            seen: list[str] = []
+            try:
+                body = await poll(converged, 180, "the status to agree with archive and pods")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}; last seen: {seen}") from None
         finally:
             await kill(process)
         outcome.converge_seconds = time.monotonic() - started
@@ -133,22 +140,41 @@ async def run_scenario(
         if event["reason"] == "SnapshotCaptured":
             outcome.announced.add(event["message"].rsplit(": ", 1)[-1])
     outcome.archived = await archive.list_snapshots("default", NAME)
+    outcome.recorded = {
+        (key.pod, key.run) for key in outcome.archived if await _has_oom_record(archive, key)
+    }
     outcome.incomplete = await archive.list_incomplete()
     return outcome
 
 
-async def _converged(http: httpx.AsyncClient, archive: Archive) -> dict[str, Any] | None:
+async def _converged(
+    http: httpx.AsyncClient, archive: Archive, seen: list[str]
+) -> dict[str, Any] | None:
     body: dict[str, Any] = (await http.get(f"{MI}/{NAME}")).json()
     status = body.get("status") or {}
     conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    if conditions.get("Ready") != "True" or conditions.get("Capturing") != "True":
-        return None
     keys = await archive.list_snapshots("default", NAME)
-    if (status.get("snapshots") or {}).get("count") != len(keys):
-        return None
+    count = (status.get("snapshots") or {}).get("count")
     pods = (await http.get(PODS, params={"labelSelector": f"app={NAME}"})).json()["items"]
     killed = sum(p["status"]["containerStatuses"][0]["restartCount"] for p in pods)
-    return body if len(status.get("oomKills") or []) == killed else None
+    listed = len(status.get("oomKills") or [])
+    seen[:] = [
+        f"conditions {conditions}, snapshots {count} in the status and {len(keys)} in the "
+        f"archive, OOM kills {listed} listed of {killed} (the status keeps {MAX_OOM_KILLS})"
+    ]
+    if conditions.get("Ready") != "True" or conditions.get("Capturing") != "True":
+        return None
+    if count != len(keys) or listed != min(killed, MAX_OOM_KILLS):
+        return None
+    return body
+
+
+async def _has_oom_record(archive: Archive, key: SnapshotKey) -> bool:
+    try:
+        await archive.read_run_file(key, "oom.json")
+    except SnapshotNotFound:
+        return False
+    return True
 
 
 async def check(outcome: Outcome, archive: Archive) -> None:
@@ -167,8 +193,9 @@ async def check(outcome: Outcome, archive: Archive) -> None:
     kills = outcome.status.get("oomKills") or []
     runs = [(k["pod"], k["container"], k["run"]) for k in kills]
     assert len(runs) == len(set(runs)), f"an OOM kill listed twice: {runs}"
-    per_pod = Counter(pod for pod, _, _ in runs)
-    assert dict(per_pod) == {p: n for p, n in outcome.restarts.items() if n}, (
-        per_pod,
-        outcome.restarts,
-    )
+    assert len(runs) == min(sum(outcome.restarts.values()), MAX_OOM_KILLS)
+    # The archive keeps every kill (the status the last MAX_OOM_KILLS): oom.json per run.
+    killed_runs = {(pod, run) for pod, n in outcome.restarts.items() for run in range(n)}
+    with_snapshots = {(key.pod, key.run) for key in outcome.archived}
+    unrecorded = (killed_runs & with_snapshots) - outcome.recorded
+    assert not unrecorded, f"OOM kills without oom.json in the archive: {sorted(unrecorded)}"
