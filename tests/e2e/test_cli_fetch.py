@@ -248,12 +248,15 @@ def test_fetch_the_oom_kill_then_compare_with_go_tool_pprof(scenario: Scenario) 
     assert snapshots >= 2 and downloaded >= 2 * 2 and present == 0
     kill = scenario.status["oomKills"][0]
     run0 = out / "default" / NAME / "checkout" / "app" / "run-0"
-    fetched = sorted(p.name for p in run0.iterdir())
+    fetched = sorted(p.name for p in run0.iterdir() if p.is_dir())
     assert len(fetched) == snapshots
+    # how the run ended comes along, for the report's OOM marker
+    assert json.loads((run0 / "oom.json").read_text())["preOomSnapshot"] == kill["preOomSnapshot"]
     assert fetched[0].endswith("-baseline")
     assert kill["preOomSnapshot"] == f"default/{NAME}/checkout/app/run-0/{fetched[-1]}/"
     for folder in run0.iterdir():
-        assert_verified(folder)
+        if folder.is_dir():
+            assert_verified(folder)
     assert not (out / "default" / NAME / "checkout" / "app" / "run-1").exists()
 
     assert "baseline vs pre-OOM" in result.stdout
@@ -453,10 +456,30 @@ def test_a_corrupted_object_is_reported_and_not_saved(scenario: Scenario) -> Non
         assert not (folder / "manifest.json").exists()  # not a verified snapshot
         assert not list(folder.glob("*.part"))
         # The rest of the run is there, verified.
-        others = [p for p in folder.parent.iterdir() if p != folder]
+        others = [p for p in folder.parent.iterdir() if p != folder and p.is_dir()]
         assert others and all(assert_verified(p) for p in others)
     finally:
         obstore.put(store, key, original)
+
+
+def test_report_of_an_investigation_fetches_it_and_marks_each_kill(scenario: Scenario) -> None:
+    out = scenario.workdir / "report.html"
+    env = {**scenario.env(), "OOMF_CACHE": str(scenario.workdir / "cache")}
+    result = subprocess.run(
+        [str(OOMFORENSICS), "report", f"default/{NAME}", "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fetched" in result.stderr and f"wrote {out}" in result.stdout
+    fetched = scenario.workdir / "cache" / "fetched" / "default" / NAME
+    assert (fetched / "checkout" / "app" / "run-0" / "oom.json").is_file()
+    page = out.read_text()
+    assert page.count('class="end oom-kill"') == len(scenario.status["oomKills"])
+    assert "main.fetchReport" in page
 
 
 def test_fetch_from_the_archive_alone_after_the_investigation_is_deleted(
@@ -482,9 +505,11 @@ def test_fetch_from_the_archive_alone_after_the_investigation_is_deleted(
     snapshots, _, _ = summary_of(result.stdout)
     pre = scenario.status["oomKills"][-1]["preOomSnapshot"]
     run = out / "default" / NAME / "checkout" / "app" / "run-0"
-    names = sorted(p.name for p in run.iterdir())
+    names = sorted(p.name for p in run.iterdir() if p.is_dir())
+    assert (run / "oom.json").is_file()
     assert snapshots == 2 and len(names) == 2  # --last 1: the pre-OOM one and the baseline
     assert names[0].endswith("-baseline") and pre.endswith(f"/{names[1]}/")
     assert "baseline vs pre-OOM" in result.stdout  # the kill read from the archive's oom.json
     for folder in run.iterdir():
-        assert_verified(folder)
+        if folder.is_dir():
+            assert_verified(folder)

@@ -23,6 +23,7 @@ from oomforensics.archive.store import Archive, ArchiveError, SnapshotNotFound
 from oomforensics.cli.download import (
     FetchStats,
     Progress,
+    fetch_run_records,
     fetch_snapshots,
     local_folder,
     read_manifests,
@@ -253,6 +254,7 @@ async def fetch(request: Request, progress: Progress) -> tuple[FetchStats, list[
         raise UsageError(f"no snapshots of {where} match {describe(request.filters)}")
     manifests = await read_manifests(archive, selected)
     stats = await fetch_snapshots(archive, manifests, request.out, progress)
+    await fetch_run_records(archive, selected, request.out)
     return stats, suggestions(request.out, pairs(selected, kills))
 
 

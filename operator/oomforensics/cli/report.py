@@ -1,4 +1,7 @@
-"""`oomforensics report SNAPSHOT_DIR... -o report.html`: one self-contained HTML page.
+"""`oomforensics report (NS/NAME | SNAPSHOT_DIR...) -o report.html`: one self-contained HTML page.
+
+NS/NAME (not an existing path) is an investigation in the cluster: its snapshots are fetched
+first, as `oomforensics fetch NS/NAME` does (verified, resumable), into the cache.
 
 Each argument is a snapshot directory (heap.pb.gz, and optionally heap.txt, goroutine.txt,
 manifest.json) or any directory holding them at any depth: a run folder, a pod, a whole
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +22,13 @@ from pathlib import Path
 from oomforensics import __version__
 from oomforensics.analysis.snapshot import HEAP_PROFILE, Snapshot
 from oomforensics.analysis.units import format_bytes
+from oomforensics.archive.store import ArchiveError
+from oomforensics.cli.download import Progress, run_in_one_line
 from oomforensics.cli.errors import UsageError
+from oomforensics.cli.fetch import Request, fetch
 from oomforensics.cli.files import load_snapshot
+from oomforensics.cli.selection import Filters
+from oomforensics.cli.watch import CACHE
 from oomforensics.report import (
     DEFAULT_MIN_SHARE,
     DEFAULT_THRESHOLDS,
@@ -33,6 +42,7 @@ from oomforensics.report import (
 from oomforensics.report.model import RUN_RECORDS
 
 MAX_RUN_RECORD = 1024 * 1024
+FETCHED = CACHE / "fetched"  # investigations fetched for a report, in the archive layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +72,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "directories or folders that hold them (a fetched run, pod or investigation)."
         ),
     )
-    parser.add_argument("snapshots", type=Path, nargs="+", metavar="SNAPSHOT_DIR")
+    parser.add_argument(
+        "snapshots",
+        type=Path,
+        nargs="+",
+        metavar="NS/NAME|SNAPSHOT_DIR",
+        help="an investigation in the cluster (fetched first), or snapshot directories",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, default=Path("report.html"), help="default report.html"
     )
@@ -85,8 +101,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    folders = [fetched(path) if is_investigation(path) else path for path in args.snapshots]
     written = write_report(
-        args.snapshots, args.output, thresholds=args.thresholds, min_share=args.min_frame / 100
+        folders, args.output, thresholds=args.thresholds, min_share=args.min_frame / 100
     )
     print(
         f"wrote {written.path} ({format_bytes(written.size)}): {written.snapshots} snapshots "
@@ -119,6 +136,25 @@ def write_report(
     partial.write_bytes(data)
     partial.replace(out)
     return WrittenReport(out, len(data), report)
+
+
+def is_investigation(path: Path) -> bool:
+    """NS/NAME that is not a path here: two plain names."""
+    parts = str(path).split("/")
+    plain = len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
+    return plain and not path.exists()
+
+
+def fetched(target: Path) -> Path:
+    """Fetch an investigation's snapshots (and run records) into the cache; its folder."""
+    out = FETCHED
+    request = Request(None, str(target), None, {}, Filters(), out)
+    stats, _ = run_in_one_line(fetch(request, Progress()))
+    print(stats.summary(out), file=sys.stderr)
+    if stats.failures:
+        raise ArchiveError(f"{stats.failures[0]}; the archive copy is damaged")
+    namespace, name = str(target).split("/")
+    return out / namespace / name
 
 
 def find_snapshot_dirs(paths: Sequence[Path]) -> list[Path]:
