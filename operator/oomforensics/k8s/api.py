@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import itertools
 import ssl
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,24 +61,36 @@ class ObjectRef:
         )
 
 
+def _pem(data: str | bytes) -> str:
+    """PEM text from a kubeconfig's *-data field (base64 of the PEM, or the PEM itself)."""
+    text = data.decode() if isinstance(data, bytes) else str(data)
+    return text if "-----BEGIN" in text else base64.b64decode(text).decode()
+
+
+def _load_client_certificate(context: ssl.SSLContext, info: kopf.ConnectionInfo) -> None:
+    """The client certificate, from files or inline data (kind's kubeconfigs are inline)."""
+    if info.certificate_path and info.private_key_path:
+        context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+    elif info.certificate_data and info.private_key_data:
+        # ssl loads certificates from files only: a private temporary file, removed at once.
+        with tempfile.TemporaryDirectory(prefix="oomf-cert-") as folder:
+            chain = Path(folder) / "client.pem"
+            chain.touch(mode=0o600)
+            chain.write_text(_pem(info.certificate_data) + "\n" + _pem(info.private_key_data))
+            context.load_cert_chain(str(chain))
+
+
 def client_for(info: kopf.ConnectionInfo, timeout: float = 30.0) -> httpx.AsyncClient:
     """An httpx client authenticated as kopf is (token, client certificate, CA)."""
-    verify: ssl.SSLContext | bool = True
+    context = ssl.create_default_context()
     if info.insecure:
-        verify = False
-    elif info.ca_path or info.ca_data:
-        context = ssl.create_default_context()
-        if info.ca_path:
-            context.load_verify_locations(cafile=str(info.ca_path))
-        else:
-            data = info.ca_data
-            text = data.decode() if isinstance(data, bytes) else str(data)
-            if "BEGIN CERTIFICATE" not in text:
-                text = base64.b64decode(text).decode()
-            context.load_verify_locations(cadata=text)
-        verify = context
-    if info.certificate_path and info.private_key_path and isinstance(verify, ssl.SSLContext):
-        verify.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif info.ca_path:
+        context.load_verify_locations(cafile=str(info.ca_path))
+    elif info.ca_data:
+        context.load_verify_locations(cadata=_pem(info.ca_data))
+    _load_client_certificate(context, info)
     headers = {"User-Agent": f"oomforensics/{__version__}"}
     auth: httpx.Auth | None = None
     if info.token:
@@ -85,7 +99,7 @@ def client_for(info: kopf.ConnectionInfo, timeout: float = 30.0) -> httpx.AsyncC
         auth = httpx.BasicAuth(info.username, info.password)
     return httpx.AsyncClient(
         base_url=info.server.rstrip("/"),
-        verify=verify,
+        verify=context,
         headers=headers,
         auth=auth,
         timeout=timeout,
