@@ -28,9 +28,13 @@ demo: setup
 # Benchmarks measure; tests never time. Results go to benchmarks/RESULTS.md.
 # The pre-OOM benchmark kills real processes for ~40 min; PREOOM_ARGS="--repeat 1" is quicker.
 PREOOM_ARGS ?=
+# The scale benchmark runs one operator over 1,000 pods for 10 min; SCALE_ARGS="--duration 120" is quicker.
+SCALE_ARGS ?=
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_preoom.py $(PREOOM_ARGS)
+	$(BIN)/python benchmarks/bench_capture_latency.py
+	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
 	$(BIN)/python benchmarks/bench_preoom_operator.py
 	$(BIN)/python benchmarks/bench_sigkill.py
 
