@@ -195,6 +195,7 @@ class InvestigationRunner:
                 spool = self.services.spool(archive)
                 if spool.pending():
                     await spool.drain(archive, attempts=1)
+                await self._note_spool(archive)
 
         delay = spec.sampling_interval
         capture_errors: list[str] = []
@@ -215,8 +216,8 @@ class InvestigationRunner:
                 delay = min(delay, next_in)
                 if error:
                     capture_errors.append(error)
-            if archive is not None and storage_error is None:
-                storage_error = self._storage_failure
+        if archive is not None and storage_error is None:
+            storage_error = self._storage_failure
         summary, summary_error = await self._summary(archive, spec) if archive else (None, None)
         if archive is not None and time.time() - self._last_retention > 300:
             self._last_retention = time.time()
@@ -428,7 +429,7 @@ class InvestigationRunner:
             self._storage_failure = ("StorageUnavailable", f"{archive.url}: {exc}")
             await self._event("StorageUnavailable", str(self._storage_failure[1]), "Warning")
             return None
-        self._storage_failure = None
+        await self._note_spool(archive)
         self._storage_used = True
         record = self._runs.setdefault(key.container_run, _RunRecord())
         record.keys.append(key)
@@ -436,6 +437,20 @@ class InvestigationRunner:
         self._snapshot_count = (self._snapshot_count or 0) + 1
         self._last_capture = (key, reason)
         return key
+
+    async def _note_spool(self, archive: Archive) -> None:
+        """Snapshots waiting in the spool mean the store is down: say so (they are safe)."""
+        pending = len(self.services.spool(archive).pending())
+        if pending:
+            message = (
+                f"{archive.url} does not answer: {pending} snapshot(s) kept in the local spool, "
+                "uploaded as soon as it does"
+            )
+            if self._storage_failure is None:
+                await self._event("StorageUnavailable", message, "Warning")
+            self._storage_failure = ("StorageUnavailable", message)
+        elif self._storage_failure is not None:
+            self._storage_failure = None
 
     def _failed(
         self,
