@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import subprocess
 import sys
 import time
@@ -61,7 +60,6 @@ def render(
     if done.returncode != 0:
         errors = [line for line in done.stdout.splitlines() if line.startswith("E ")][:10]
         failure = "\n\nFirst assertion lines:\n\n```\n" + "\n".join(errors) + "\n```"
-    points = re.search(r"kills at \[([^\]]*)\]", summary or "")
     return (
         "<!-- bench:sigkill -->\n## Operator SIGKILLed at random moments\n\n"
         f"`.venv/bin/python benchmarks/bench_sigkill.py --trials {trials}`, {now}, "
@@ -76,7 +74,6 @@ def render(
         "was down included, Ready and Capturing True, written by the last operator).\n\n"
         f"**Result: {verdict}** ({trials} kills).\n\n"
         f"{summary or '(no summary line printed)'}\n"
-        + (f"\nKill points (s after start): {points.group(1)}\n" if points else "")
         + failure
         + "\n<!-- /bench:sigkill -->"
     )
