@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
 	$(BIN)/python benchmarks/bench_preoom_operator.py
 	$(BIN)/python benchmarks/bench_sigkill.py
+	$(BIN)/python benchmarks/bench_outage.py
 
 # Regenerate the protobuf module after editing profile.proto (the output is committed).
 proto: setup

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ async def test_an_s3_outage_delays_uploads_and_loses_nothing(
 
             async with running_operator() as operator:
                 await poll(lambda: storage_is("True"), 60, "the baseline stored", operator)
-                stored_before = len(await archive.list_snapshots("default", NAME))
+                before = {k.path() for k in await archive.list_snapshots("default", NAME)}
+                stored_before = len(before)
                 await asyncio.to_thread(s3.stop)
                 down = await poll(lambda: storage_is("False"), 60, "StorageReady False", operator)
 
@@ -102,7 +104,9 @@ async def test_an_s3_outage_delays_uploads_and_loses_nothing(
                     count = ((body.get("status") or {}).get("snapshots") or {}).get("count")
                     return body if count == len(keys) else None
 
+                back = time.monotonic()
                 body = await poll(recovered, 120, "the spool drained into S3", operator)
+                drained = time.monotonic() - back
             announced = {
                 e["message"].rsplit(": ", 1)[-1]
                 for e in events_about(front, "MemoryInvestigation", NAME)
@@ -114,6 +118,11 @@ async def test_an_s3_outage_delays_uploads_and_loses_nothing(
             pre = body["status"]["oomKills"][0]["preOomSnapshot"]
             reasons = {e["reason"] for e in events_about(front, "MemoryInvestigation", NAME)}
 
+    print(
+        f"outage of {OUTAGE:g} s: {stored_before} snapshot(s) stored before it, {spooled} "
+        f"spooled during it (the pre-OOM one among them: {pre not in before}), "
+        f"{len(keys)} in the archive after it, drained {drained:.1f} s after S3 came back"
+    )
     assert condition(down, "StorageReady")["reason"] == "StorageUnavailable"
     assert spooled >= 1, "nothing was captured during the outage"
     paths = [k.path() for k in keys]
