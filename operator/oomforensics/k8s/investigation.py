@@ -387,7 +387,8 @@ class InvestigationRunner:
         client = self.services.client(settings, proxy)
         base = pprof_base(target, spec.endpoint, self.namespace)
         try:
-            captured = await client.capture(base)
+            async with self.services.capture_slots:
+                captured = await client.capture(base)
         finally:
             if proxy:
                 await client.aclose()

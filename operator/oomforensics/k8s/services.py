@@ -38,6 +38,11 @@ class Services:
     metrics_max_age: float = 0.5
     _metrics: dict[str, tuple[float, list[JSON]]] = field(default_factory=dict)
     _metrics_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Bounds the profiles held in memory at once, whatever the number of investigations.
+    capture_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.capture_slots = asyncio.Semaphore(self.settings.max_captures)
 
     async def pod_metrics(self, namespace: str) -> list[JSON]:
         lock = self._metrics_locks.setdefault(namespace, asyncio.Lock())

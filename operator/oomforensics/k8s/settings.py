@@ -12,6 +12,9 @@ OOMF_CAPTURE_TIMEOUT    seconds for one profile request (default 30)
 OOMF_NAMESPACES         comma-separated namespaces to watch; empty: cluster-wide
 OOMF_STANDALONE         "true" (default): no peering; "false": peering (one active operator)
 OOMF_WATCH_TIMEOUT      server-side watch timeout in seconds (default 300)
+OOMF_MAX_CAPTURES       captures in flight at once, all investigations together (default 4):
+                        each holds up to three profiles in memory
+OOMF_WORKER_LIMIT       kopf's limit of concurrent handler workers per resource kind (default 50)
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     standalone: bool = True
     watch_timeout: int = 300
+    max_captures: int = 4
+    worker_limit: int = 50
 
     @property
     def clusterwide(self) -> bool:
@@ -78,6 +83,8 @@ class OperatorSettings:
             ),
             standalone=_flag(env, "OOMF_STANDALONE", defaults.standalone),
             watch_timeout=int(_number(env, "OOMF_WATCH_TIMEOUT", defaults.watch_timeout)),
+            max_captures=_count(env, "OOMF_MAX_CAPTURES", defaults.max_captures),
+            worker_limit=_count(env, "OOMF_WORKER_LIMIT", defaults.worker_limit),
         )
 
 
@@ -102,6 +109,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise InvalidSettings(f"{name}: must be positive, got {raw!r}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if value != int(value):
+        raise InvalidSettings(f"{name}: expected a whole number, got {env[name].strip()!r}")
+    return int(value)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
