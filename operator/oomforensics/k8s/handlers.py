@@ -62,7 +62,7 @@ async def configure(
 ) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = config.watch_timeout
-    settings.batching.worker_limit = config.worker_limit
+    settings.queueing.worker_limit = config.worker_limit
     settings.posting.level = logging.WARNING  # our own Events tell the story
     info = credentials(settings)
     if info is None:

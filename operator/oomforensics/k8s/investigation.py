@@ -144,7 +144,11 @@ class InvestigationRunner:
     # -- pods (from the pod event handler and from each pass) --
 
     def pod_changed(self, pod: Mapping[str, Any], spec: InvestigationSpec | None = None) -> bool:
-        """Note a pod version; queue the OOM kills it shows that were not seen before."""
+        """Note a pod version; queue the OOM kills it shows that were not seen before.
+
+        A container that starts (a new pod, or a restart: a new run) wakes the pass too: its
+        baseline is taken now, not up to a sampling interval later, since a fast leak may not
+        live that long."""
         meta = pod.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         if not uid:
@@ -156,7 +160,7 @@ class InvestigationRunner:
         self._pods[uid] = pod
         for kill in kills:
             self._pending_kills.append((pod, kill))
-        if kills:
+        if kills or _running_runs(pod) - _running_runs(previous or {}):
             self.wake.set()
         return bool(kills)
 
@@ -667,6 +671,15 @@ class InvestigationRunner:
             await self.services.api.post_event(about or self.ref, reason, message, type_)
         except ApiFailure as exc:
             log.warning("cannot post event %s: %s", reason, exc)
+
+
+def _running_runs(pod: Mapping[str, Any]) -> set[tuple[str, int]]:
+    """(container, restartCount) of the containers running in a pod version."""
+    return {
+        (str(c.get("name")), int(c.get("restartCount") or 0))
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+        if "running" in (c.get("state") or {})
+    }
 
 
 def _json_bytes(doc: Mapping[str, Any]) -> bytes:
