@@ -1821,6 +1821,9 @@ class ClusterFront:
             encoded=True,
         )
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        # The session would ask for gzip and the relay drops Content-Encoding: a large list
+        # (the API server gzips answers over 128 KiB) would reach the client as raw gzip.
+        headers["Accept-Encoding"] = "identity"
         body = await request.read() if request.can_read_body else None
         return await self._relay(request, request.method, url, headers, body)
 
