@@ -409,7 +409,8 @@ def section(args: argparse.Namespace, all_series: list[Series], profiles: dict[s
         "",
         *table(all_series),
         "",
-        "Nearest-rank percentiles; one warm-up capture per size first (verified read back from "
+        "Nearest-rank percentiles (with fewer than 100 captures, p99 is the largest); one "
+        "warm-up capture per size first (verified read back from "
         "S3: checksums equal), not counted; sizes interleaved; each snapshot deleted after "
         "its measurement, outside the timing.",
     ]
