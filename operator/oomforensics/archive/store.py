@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from collections.abc import Iterator, Mapping, Set
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
@@ -341,6 +341,32 @@ class Archive:
         listing = await self._scan(namespace, investigation, pod, container, run)
         incomplete = [key for key, names in listing.items() if MANIFEST_NAME not in names]
         return [self.path_of(key) for key in sorted(incomplete, key=SnapshotKey.sort_key)]
+
+    async def delete_incomplete(
+        self,
+        older_than: datetime,
+        namespace: str | None = None,
+        investigation: str | None = None,
+        *,
+        keep: Set[SnapshotKey] = frozenset(),
+    ) -> list[SnapshotKey]:
+        """Delete folders an upload left without a manifest, captured before `older_than`.
+
+        Such a snapshot was never committed (nor announced); an upload still under way is
+        younger, and `keep` names those a spool will upload again. Returns what was deleted.
+        """
+        listing = await self._scan(namespace, investigation, None, None, None)
+        stale = sorted(
+            (
+                key
+                for key, names in listing.items()
+                if MANIFEST_NAME not in names and key.captured_at < older_than and key not in keep
+            ),
+            key=SnapshotKey.sort_key,
+        )
+        for key in stale:
+            await self._delete([self._folder(key) + name for name in sorted(listing[key])])
+        return stale
 
     async def read_manifest(self, key: SnapshotKey) -> Manifest:
         folder = self._folder(key)

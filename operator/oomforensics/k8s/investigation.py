@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from oomforensics.analysis.comparison import compare
@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
+INCOMPLETE_GRACE = 3600.0  # seconds before an uncommitted snapshot folder is cleaned up
 MAX_RETRY_DELAY = 300.0  # seconds between capture attempts at an endpoint that keeps failing
 
 
@@ -267,6 +268,11 @@ class InvestigationRunner:
                 namespace=self.namespace,
                 investigation=self.name,
             )
+            # Uploads cut short (the operator died between files and manifest): never
+            # announced, so nothing is lost; what a spool will upload again stays.
+            cutoff = datetime.now(UTC) - timedelta(seconds=INCOMPLETE_GRACE)
+            pending = frozenset(self.services.spool(archive).pending())
+            await archive.delete_incomplete(cutoff, self.namespace, self.name, keep=pending)
         except ArchiveError as exc:
             log.warning("retention of %s/%s: %s", self.namespace, self.name, exc)
             return

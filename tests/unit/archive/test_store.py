@@ -268,3 +268,27 @@ async def test_a_run_keeps_records_about_itself_beside_its_snapshots(archive):
         await archive.read_run_file(snap.key, "exit.json")
     with pytest.raises(ArchiveError, match="plain name"):
         await archive.put_run_file(snap.key, "../oom.json", record)
+
+
+async def test_stale_incomplete_folders_are_deleted_and_nothing_else(tmp_path):
+    """Left by an upload cut short: gone once older than the cutoff, unless a spool holds it."""
+    archive = Archive.from_url(f"file://{tmp_path}")
+    done, stale, spooled, fresh = snapshot(0), snapshot(10), snapshot(20), snapshot(40)
+    await archive.put_snapshot(done.key, done.files, done.manifest)
+    for cut in (stale, spooled, fresh):
+        folder = tmp_path / cut.key.path()
+        folder.mkdir(parents=True)
+        (folder / HEAP_PROFILE).write_bytes(cut.files[HEAP_PROFILE])
+        (folder / GOROUTINE_TEXT).write_bytes(cut.files[GOROUTINE_TEXT])
+
+    cutoff = snapshot(30).key.captured_at
+    deleted = await archive.delete_incomplete(cutoff, "shop", keep={spooled.key})
+
+    assert deleted == [stale.key]
+    assert not (tmp_path / stale.key.path()).exists() or not any(
+        (tmp_path / stale.key.path()).iterdir()
+    )
+    assert await archive.list_incomplete() == [spooled.key.path(), fresh.key.path()]
+    assert await archive.list_snapshots() == [done.key]
+    await archive.verify(done.key)
+    assert await archive.delete_incomplete(cutoff, "elsewhere") == []
