@@ -139,6 +139,7 @@ async def run_investigation(
 ) -> None:
     """Pass after pass until stopped; a failing pass is logged and retried, never fatal."""
     while not stopped:
+        runner.wake.clear()  # before the pass: a wake-up during it means another pass at once
         try:
             delay = await runner.step(body(), list(pods()))
         except asyncio.CancelledError:
@@ -146,7 +147,6 @@ async def run_investigation(
         except Exception:
             log.exception("investigation %s/%s: pass failed", runner.namespace, runner.name)
             delay = 15.0
-        runner.wake.clear()
         waiters = {
             asyncio.ensure_future(runner.wake.wait()),
             asyncio.ensure_future(_flag(stopped, delay)),
