@@ -4,6 +4,7 @@ lists (one per namespace per interval), capture clients, archives and their spoo
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -118,3 +119,8 @@ class Services:
         for client in self.clients.values():
             await client.aclose()
         self.clients.clear()
+        # obstore's stores are freed while the loop still runs: freed at interpreter exit,
+        # after a failed request, they have been seen to abort the process (SIGABRT).
+        self.archives.clear()
+        self.spools.clear()
+        gc.collect()
