@@ -193,8 +193,6 @@ class InvestigationRunner:
             archive, storage_error = None, (exc.reason, str(exc))
         if archive is not None:
             self._archive_url = archive.url
-
-        if archive is not None:
             await self._handle_kills(archive, spec)
             with contextlib.suppress(ArchiveError):
                 spool = self.services.spool(archive)
