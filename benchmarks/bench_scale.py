@@ -62,9 +62,15 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 from bench_analysis import update_results  # noqa: E402
 
-from oomforensics.archive.store import Archive  # noqa: E402
+from oomforensics.archive.store import Archive, ArchiveError  # noqa: E402
 from tests.support.apiserver import ApiServerProcess  # noqa: E402
-from tests.support.cluster import NAMESPACES, PODS, ClusterFront, ContainerUsage  # noqa: E402
+from tests.support.cluster import (  # noqa: E402
+    EVENTS,
+    NAMESPACES,
+    PODS,
+    ClusterFront,
+    ContainerUsage,
+)
 from tests.support.leaky import FIXTURE_BIN, LeakyService  # noqa: E402
 from tests.support.moto import MotoServer  # noqa: E402
 
@@ -168,6 +174,7 @@ class Crossing:
     in_archive: float = math.nan  # first seen listed in S3
     in_status: float = math.nan  # first seen in the investigation's status
     reason: str = ""
+    before: str = ""  # the target's lastSnapshot in the status when the metrics rose
 
 
 class Board:
@@ -263,6 +270,8 @@ class Outcome:
     snapshots: int = 0
     exit_code: int | None = None
     profile: str = ""
+    events: Counter[str] = field(default_factory=Counter)  # Events posted, by reason
+    errors: Counter[str] = field(default_factory=Counter)  # targets' lastError at the end
 
 
 def call_key(call: Any) -> tuple[str, str]:
@@ -314,39 +323,45 @@ def check_layout(args: argparse.Namespace) -> None:
             )
 
 
-async def status_snapshot(direct: httpx.AsyncClient, crossing: Crossing) -> str | None:
+async def last_snapshot(direct: httpx.AsyncClient, crossing: Crossing) -> str:
+    """The crossing pod's lastSnapshot in its investigation's status (from the API server)."""
     path = (
         f"{GROUP_PATH}/namespaces/{crossing.namespace}/memoryinvestigations/"
         f"{crossing.investigation}"
     )
     response = await direct.get(path)
     if response.status_code != 200:
-        return None
+        return ""
     for target in (response.json().get("status") or {}).get("targets") or []:
         if target.get("pod") == crossing.pod:
-            last = str(target.get("lastSnapshot") or "")
-            if last and not last.rstrip("/").endswith("-baseline"):
-                return last
-    return None
+            return str(target.get("lastSnapshot") or "")
+    return ""
 
 
 async def watch_crossing(
     crossing: Crossing, archive: Archive, direct: httpx.AsyncClient, deadline: float
 ) -> None:
-    while time.time() < deadline and (
-        math.isnan(crossing.in_archive) or math.isnan(crossing.in_status)
-    ):
+    """The first snapshot of the pod captured after the rise, in S3 and in the status."""
+
+    def pending() -> bool:
+        return math.isnan(crossing.in_archive) or math.isnan(crossing.in_status)
+
+    crossing.before = await last_snapshot(direct, crossing)
+    while time.time() < deadline and pending():
         if math.isnan(crossing.in_archive):
-            keys = await archive.list_snapshots(
-                crossing.namespace, crossing.investigation, crossing.pod, "app", 0
-            )
-            late = [k for k in keys if k.reason != "baseline"]
-            if late:
-                crossing.in_archive = time.time()
-                crossing.captured_at = late[0].captured_at.timestamp()
-                crossing.reason = late[0].reason
-        if math.isnan(crossing.in_status) and await status_snapshot(direct, crossing):
-            crossing.in_status = time.time()
+            with contextlib.suppress(ArchiveError):
+                keys = await archive.list_snapshots(
+                    crossing.namespace, crossing.investigation, crossing.pod, "app", 0
+                )
+                late = [k for k in keys if k.captured_at.timestamp() >= crossing.at - 0.01]
+                if late:
+                    crossing.in_archive = time.time()
+                    crossing.captured_at = late[0].captured_at.timestamp()
+                    crossing.reason = late[0].reason
+        if math.isnan(crossing.in_status):
+            last = await last_snapshot(direct, crossing)
+            if last and last != crossing.before:
+                crossing.in_status = time.time()
         await asyncio.sleep(0.25)
 
 
@@ -407,8 +422,9 @@ async def drive(
                 next_minute += 60
             if math.isnan(outcome.baseline_done_at) and now >= baseline_probe:
                 baseline_probe = now + 10
-                count = len(await archive.list_snapshots())
-                outcome.snapshots = count
+                with contextlib.suppress(ArchiveError):
+                    outcome.snapshots = len(await archive.list_snapshots())
+                count = outcome.snapshots
                 if count >= len(pods):
                     outcome.baseline_done_at = now - start
             await asyncio.sleep(max(0.0, start + len(outcome.samples) * TICK - time.monotonic()))
@@ -429,6 +445,17 @@ async def drive(
     outcome.metrics_lists = sum(1 for c in calls if c.api_group == "metrics.k8s.io")
     outcome.per_pod_gets += sum(1 for c in calls if c.api_group == "metrics.k8s.io" and c.name)
     outcome.snapshots = len(await archive.list_snapshots())
+    outcome.events = Counter(str(e.get("reason")) for e in front.store.items(EVENTS))
+    async with httpx.AsyncClient(
+        base_url=upstream.url, verify=upstream.ssl_context(), timeout=60
+    ) as direct:
+        listed = (await direct.get(f"{GROUP_PATH}/memoryinvestigations")).json()
+    for item in listed.get("items") or []:
+        for target in (item.get("status") or {}).get("targets") or []:
+            if target.get("lastError"):
+                # The pod name out, so that equal errors count together.
+                error = str(target["lastError"]).replace(str(target.get("pod")), "POD")
+                outcome.errors[error[:200]] += 1
 
 
 async def run(args: argparse.Namespace) -> Outcome:
@@ -571,6 +598,16 @@ def summary_table(args: argparse.Namespace, outcome: Outcome) -> list[str]:
         + " |",
         f"| every pod's baseline snapshot in S3 after | {_s(outcome.baseline_done_at)} |",
         f"| snapshots in S3 at the end | {outcome.snapshots:,} |",
+        "| Events posted, by reason | "
+        + (", ".join(f"{r} {n:,}" for r, n in outcome.events.most_common()) or "none")
+        + " |",
+        "| targets with an error in the status at the end | "
+        + (
+            "; ".join(f"{n:,} x `{e}`" for e, n in outcome.errors.most_common(3))
+            if outcome.errors
+            else "none"
+        )
+        + " |",
     ]
     return lines
 
@@ -598,8 +635,8 @@ def calls_table(outcome: Outcome, duration: float) -> list[str]:
 
 def crossing_table(outcome: Outcome) -> list[str]:
     lines = [
-        "| pod | reason | raised -> capture started | raised -> listed in S3 | "
-        "raised -> in the status |",
+        "| pod | first capture after the rise | raised -> capture started | "
+        "raised -> listed in S3 | raised -> in the status |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for c in outcome.crossings:
@@ -628,7 +665,9 @@ def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
         f"<!-- bench:{SECTION} -->",
         "## Scale: one operator, many pods",
         "",
-        f"`.venv/bin/python benchmarks/bench_scale.py --pods {args.pods} --investigations "
+        "`"
+        + "".join(f"{k}={v} " for k, v in sorted(os.environ.items()) if k.startswith("OOMF_"))
+        + f".venv/bin/python benchmarks/bench_scale.py --pods {args.pods} --investigations "
         f"{args.investigations} --namespaces {args.namespaces} --duration {args.duration:g} "
         f"--fixtures {args.fixtures} --crossings {args.crossings}`, "
         f"{datetime.datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
