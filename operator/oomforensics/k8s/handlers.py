@@ -62,7 +62,8 @@ async def configure(
 ) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = config.watch_timeout
-    settings.queueing.worker_limit = config.worker_limit
+    # kopf's worker limit stays unlimited: with a limit below the number of pods, the pod
+    # index never fills and the investigations' daemons wait on it forever (bench_scale).
     settings.posting.level = logging.WARNING  # our own Events tell the story
     info = credentials(settings)
     if info is None:

@@ -14,7 +14,6 @@ OOMF_STANDALONE         "true" (default): no peering; "false": peering (one acti
 OOMF_WATCH_TIMEOUT      server-side watch timeout in seconds (default 300)
 OOMF_MAX_CAPTURES       captures in flight at once, all investigations together (default 4):
                         each holds up to three profiles in memory
-OOMF_WORKER_LIMIT       kopf's limit of concurrent handler workers per resource kind (default 50)
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ class OperatorSettings:
     standalone: bool = True
     watch_timeout: int = 300
     max_captures: int = 4
-    worker_limit: int = 50
 
     @property
     def clusterwide(self) -> bool:
@@ -84,7 +82,6 @@ class OperatorSettings:
             standalone=_flag(env, "OOMF_STANDALONE", defaults.standalone),
             watch_timeout=int(_number(env, "OOMF_WATCH_TIMEOUT", defaults.watch_timeout)),
             max_captures=_count(env, "OOMF_MAX_CAPTURES", defaults.max_captures),
-            worker_limit=_count(env, "OOMF_WORKER_LIMIT", defaults.worker_limit),
         )
 
 

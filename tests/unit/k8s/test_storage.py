@@ -78,10 +78,9 @@ def test_settings_from_the_environment() -> None:
             "OOMF_SPOOL_MAX_BYTES": "512Mi",
             "OOMF_STANDALONE": "false",
             "OOMF_MAX_CAPTURES": "2",
-            "OOMF_WORKER_LIMIT": "20",
         }
     )
-    assert (settings.max_captures, settings.worker_limit) == (2, 20)
+    assert settings.max_captures == 2
     assert settings.storage_options == (("endpoint", "http://minio:9000"), ("region", "eu-west-1"))
     assert settings.namespaces == ("shop", "payments") and not settings.clusterwide
     assert settings.spool_max_bytes == 512 * 2**20 and settings.standalone is False
