@@ -300,8 +300,8 @@ async def setup_cluster(
             namespace = f"bench-{i % args.namespaces}"
             body = investigation_body(f"inv-{i}", namespace)
             path = f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations"
-            created = await http.post(path, json=body)
-            assert created.status_code == 201, created.text
+            answer = await http.post(path, json=body)
+            assert answer.status_code == 201, answer.text
     pods = []
     for index in range(args.pods):
         body = pod_body(index, args, ports[index % len(ports)])
