@@ -35,8 +35,9 @@ class Services:
     archives: dict[tuple[Any, ...], Archive] = field(default_factory=dict)
     spools: dict[str, Spool] = field(default_factory=dict)
     clients: dict[CaptureSettings, PprofClient] = field(default_factory=dict)
-    # One PodMetrics list per namespace per interval, shared by its investigations.
-    metrics_max_age: float = 0.5
+    # One PodMetrics list per namespace, shared by its investigations while fresh enough.
+    # metrics-server refreshes every 15 s (its resolution), so a few seconds cost nothing.
+    metrics_max_age: float = 5.0
     _metrics: dict[str, tuple[float, list[JSON]]] = field(default_factory=dict)
     _metrics_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Bounds the profiles held in memory at once, whatever the number of investigations.
@@ -45,11 +46,13 @@ class Services:
     def __post_init__(self) -> None:
         self.capture_slots = asyncio.Semaphore(self.settings.max_captures)
 
-    async def pod_metrics(self, namespace: str) -> list[JSON]:
+    async def pod_metrics(self, namespace: str, max_age: float | None = None) -> list[JSON]:
+        """The namespace's PodMetrics, listed again when older than `max_age` seconds."""
+        age = self.metrics_max_age if max_age is None else min(max_age, self.metrics_max_age)
         lock = self._metrics_locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             cached = self._metrics.get(namespace)
-            if cached is not None and time.monotonic() - cached[0] < self.metrics_max_age:
+            if cached is not None and time.monotonic() - cached[0] < age:
                 return cached[1]
             items = await self.api.pod_metrics(namespace)
             self._metrics[namespace] = (time.monotonic(), items)

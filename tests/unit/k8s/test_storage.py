@@ -4,12 +4,13 @@ missing becomes a reason a user can act on."""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from oomforensics.k8s.api import KubeApi
+from oomforensics.k8s.api import ApiFailure, KubeApi
 from oomforensics.k8s.services import Services, StorageProblem
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
 from oomforensics.k8s.spec import StorageSpec
@@ -91,3 +92,16 @@ def test_settings_from_the_environment() -> None:
         OperatorSettings.from_env({"OOMF_STORAGE_OPTIONS": "endpoint"})
     with pytest.raises(InvalidSettings, match="OOMF_MAX_CAPTURES: expected a whole number"):
         OperatorSettings.from_env({"OOMF_MAX_CAPTURES": "1.5"})
+
+
+async def test_a_namespace_s_pod_metrics_list_is_shared_while_fresh(tmp_path: Path) -> None:
+    shared, seen = services(tmp_path)
+    with pytest.raises(ApiFailure):  # the mock serves no metrics: each real list is a 404
+        await shared.pod_metrics("shop", max_age=5.0)
+    lists = len(seen)
+    shared._metrics["shop"] = (time.monotonic(), [{"metadata": {"name": "a"}}])
+    assert await shared.pod_metrics("shop", max_age=5.0) == [{"metadata": {"name": "a"}}]
+    assert len(seen) == lists  # a second investigation of the namespace: no second list
+    with pytest.raises(ApiFailure):
+        await shared.pod_metrics("shop", max_age=0.0)  # one sampling fast: a fresh list
+    assert len(seen) == lists + 1
