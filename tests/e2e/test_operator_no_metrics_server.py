@@ -61,14 +61,14 @@ async def test_without_pod_metrics_the_targets_own_metrics_page_drives_the_trigg
     async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
         assert (await http.get("/apis/metrics.k8s.io/v1beta1")).status_code == 404
         await apply_crd(http)
-        pod = leaky_pod("ledger", "mapcache", labels={"app": "ledger"}, memory_limit="128Mi")
+        pod = leaky_pod("nometrics", "mapcache", labels={"app": "nometrics"}, memory_limit="128Mi")
         assert (await http.post(PODS, json=pod)).status_code == 201
         investigation = {
             "apiVersion": "oomforensics.io/v1alpha1",
             "kind": "MemoryInvestigation",
-            "metadata": {"name": "ledger", "namespace": "default"},
+            "metadata": {"name": "nometrics", "namespace": "default"},
             "spec": {
-                "selector": {"matchLabels": {"app": "ledger"}},
+                "selector": {"matchLabels": {"app": "nometrics"}},
                 "sampling": {"interval": "1s"},
                 "triggers": {"cooldown": "5s"},
             },
@@ -77,7 +77,7 @@ async def test_without_pod_metrics_the_targets_own_metrics_page_drives_the_trigg
         async with running_operator() as operator:
 
             async def killed() -> dict[str, Any] | None:
-                body: dict[str, Any] = (await http.get(f"{MI}/ledger")).json()
+                body: dict[str, Any] = (await http.get(f"{MI}/nometrics")).json()
                 return body if (body.get("status") or {}).get("oomKills") else None
 
             body = await poll(killed, 240, "the OOM kill", operator)
@@ -90,7 +90,7 @@ async def test_without_pod_metrics_the_targets_own_metrics_page_drives_the_trigg
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Capturing"]["status"] == "True", conditions["Capturing"]
     archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
-    keys = await archive.list_snapshots("default", "ledger", "ledger", "app", 0)
+    keys = await archive.list_snapshots("default", "nometrics", "nometrics", "app", 0)
     assert pre in {k.path() for k in keys}
     manifest = await archive.read_manifest(next(k for k in keys if k.path() == pre))
     assert manifest.working_set_bytes is not None

@@ -34,7 +34,7 @@ from tests.support.moto import MotoServer
 
 OUTAGE = float(os.environ.get("OOMF_OUTAGE_SECONDS", "20"))
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300 + 2 * OUTAGE)]
-NAME = "ledger"
+NAME = "outage"
 
 
 def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
