@@ -23,6 +23,7 @@ from oomforensics.k8s.api import GROUP, PLURAL, VERSION, KubeApi, client_for
 from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
+from oomforensics.k8s.targets import essential_pod
 from oomforensics.triggers.oom import parse_time
 
 FINALIZER = "oomforensics.io/operator"
@@ -82,7 +83,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index("pods", id=PODS_INDEX)
 def pods_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, JSON]:
-    return {namespace or "": plain(body)}
+    return {namespace or "": essential_pod(body)}
 
 
 @kopf.on.event("pods")
@@ -90,7 +91,7 @@ async def pod_event(namespace: str | None, body: kopf.Body, memo: Any, type: str
     # async: it runs in the loop with the runners (sync handlers run in a thread pool)
     if type == "DELETED" or not namespace:
         return
-    pod_changed(memo.get("runners") or {}, namespace, plain(body))
+    pod_changed(memo.get("runners") or {}, namespace, essential_pod(body))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="investigate", cancellation_timeout=30.0)

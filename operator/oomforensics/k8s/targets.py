@@ -35,6 +35,39 @@ class Target:
         return ContainerRun(self.uid, self.container, self.restart_count)
 
 
+_CONTAINER_FIELDS = ("name", "image", "ports", "resources")
+_STATUS_FIELDS = ("name", "restartCount", "state", "lastState")
+
+
+def essential_pod(pod: Mapping[str, Any]) -> JSON:
+    """What the operator reads of a pod (targets, memory limits, ports, runs, OOM kills), and
+    nothing else: it holds every selected pod, twice (kopf's index and the OOM watch), and
+    real pod bodies are mostly managedFields, env and volumes."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "labels", "deletionTimestamp")
+            if k in meta
+        },
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [
+                {k: c[k] for k in _CONTAINER_FIELDS if k in c} for c in spec.get("containers") or []
+            ],
+        },
+        "status": {
+            "podIP": status.get("podIP"),
+            "containerStatuses": [
+                {k: c[k] for k in _STATUS_FIELDS if k in c}
+                for c in status.get("containerStatuses") or []
+            ],
+        },
+    }
+
+
 def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -> list[Target]:
     """The containers to watch among `pods` (already the CR's namespace), by pod name."""
     targets = []

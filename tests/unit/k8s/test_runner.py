@@ -8,7 +8,14 @@ from typing import Any, cast
 from oomforensics.k8s.conditions import replacing_patch
 from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.spec import Endpoint, parse_spec
-from oomforensics.k8s.targets import metrics_url, pprof_base, select_targets, working_sets
+from oomforensics.k8s.targets import (
+    essential_pod,
+    metrics_url,
+    pprof_base,
+    select_targets,
+    working_sets,
+)
+from oomforensics.triggers import detect_oom_kills
 
 SPEC = parse_spec({"selector": {"matchLabels": {"app": "checkout"}}})
 
@@ -106,3 +113,19 @@ def test_a_container_that_starts_wakes_the_pass_and_a_steady_one_does_not() -> N
     other = pod("b", {"app": "cart"})
     runner.pod_changed(other, SPEC)
     assert not runner.wake.is_set()  # not selected
+
+
+def test_an_essential_pod_keeps_what_the_operator_reads() -> None:
+    full = pod("a", {"app": "checkout"})
+    full["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    full["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    full["spec"]["containers"][0]["env"] = [{"name": "TOKEN", "value": "x" * 4096}]
+    full["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": "2026-11-27T03:00:00Z"}
+    }
+    slim = essential_pod(full)
+    assert "managedFields" not in slim["metadata"] and "volumes" not in slim["spec"]
+    assert "env" not in slim["spec"]["containers"][0]
+    assert select_targets([slim], SPEC) == select_targets([full], SPEC)
+    assert detect_oom_kills(None, slim, since=0) == detect_oom_kills(None, full, since=0)
+    assert detect_oom_kills(None, slim, since=0)  # the kill is still visible
