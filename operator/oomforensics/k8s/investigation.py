@@ -84,7 +84,7 @@ class _Failing:
 
     attempts: int = 0
     retry_at: float = 0.0
-    signature: tuple[tuple[str, str], ...] = ()  # (file, error type) of the last failure
+    failing_files: frozenset[str] = frozenset()  # the files the last attempt could not get
     reasons: set[str] = field(default_factory=set)  # capture reasons already attempted
 
     def due(self, reason: str, now: float) -> bool:
@@ -479,16 +479,17 @@ class InvestigationRunner:
     ) -> bool:
         """Back off exponentially; True when this failure is news (an Event is worth it).
 
-        The same failure again (same files, same kinds of error) is not: details such as
-        byte counts vary between attempts, and an Event per attempt would be a storm.
+        The same files failing again is not: the details (byte counts, a timeout instead of
+        a size cap on a loaded machine) vary between attempts, and an Event per attempt would
+        be a storm; the condition's message always has the latest.
         """
         failing = self._failing.setdefault(where, _Failing())
         failing.attempts += 1
         failing.retry_at = time.time() + min(MAX_RETRY_DELAY, interval * 2**failing.attempts)
         failing.reasons.add(reason)
-        signature = tuple(sorted((name, type(exc).__name__) for name, exc in errors.items()))
-        news = signature != failing.signature
-        failing.signature = signature
+        files = frozenset(errors)
+        news = files != failing.failing_files
+        failing.failing_files = files
         return news
 
     # -- OOM kills --
