@@ -85,7 +85,9 @@ async def test_an_s3_outage_delays_uploads_and_loses_nothing(
                 before = {k.path() for k in await archive.list_snapshots("default", NAME)}
                 stored_before = len(before)
                 await asyncio.to_thread(s3.stop)
-                down = await poll(lambda: storage_is("False"), 60, "StorageReady False", operator)
+                down = await poll(
+                    lambda: storage_is("False"), 60 + OUTAGE, "StorageReady False", operator
+                )
 
                 async def killed() -> dict[str, Any] | None:
                     body = await get()
