@@ -410,8 +410,12 @@ def _no_growth(facts: Facts, thresholds: Thresholds) -> Finding:
 
 
 def _rank_by_trend(suspects: Sequence[Suspect], trend: TrendReport) -> list[Suspect]:
-    """Over three or more snapshots, steady growers first (their trend score), then the rest."""
-    scores = {f.name: f.score for f in trend.functions}
+    """Over three or more snapshots, steady growers first (their trend score), then the rest.
+
+    The score is that of the bytes each suspect holds, not of its function's cum: a frame such
+    as net/http.(*conn).serve is on the stack of far more growth than it owns.
+    """
+    scores = {f.name: f.score for f in trend.owners}
     return sorted(suspects, key=lambda s: (-scores.get(s.function, float("-inf")), -s.bytes))
 
 

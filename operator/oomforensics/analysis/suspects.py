@@ -203,15 +203,20 @@ class Suspect:
         }
 
 
-def stack_growth(base: Profile, new: Profile) -> StackGrowth:
-    """(inuse bytes, inuse objects) growth per stack, zero-growth stacks left out."""
+def stack_growth(base: Profile | None, new: Profile) -> StackGrowth:
+    """(inuse bytes, inuse objects) growth per stack, zero-growth stacks left out.
+
+    Without a base, the growth from nothing: what each stack holds in `new`.
+    """
     space = new.sample_index("inuse_space")
     objects = new.sample_index("inuse_objects")
-    stacks = index_stacks([base.samples, new.samples])
+    parts = [new.samples] if base is None else [base.samples, new.samples]
+    stacks = index_stacks(parts)
 
     def growth(index: int) -> IntArray:
-        weights = np.concatenate([-base.samples.values[:, index], new.samples.values[:, index]])
-        bound = float(base.samples.bounds[index] + new.samples.bounds[index])
+        taken = [] if base is None else [-base.samples.values[:, index]]
+        weights = np.concatenate([*taken, new.samples.values[:, index]])
+        bound = float(sum(part.bounds[index] for part in parts))
         return group_sum(stacks.group, weights, len(stacks), bound)
 
     delta_bytes, delta_objects = growth(space), growth(objects)
@@ -307,6 +312,34 @@ def _stack_owners(table: StackGrowth) -> tuple[list[str], Index]:
     return names, owner
 
 
+def _owners_with_profiler(table: StackGrowth) -> tuple[list[str], Index, NDArray[np.bool_]]:
+    """`_stack_owners`, with the profiler's own stacks given to one `<profiler>` owner."""
+    names, owner = _stack_owners(table)
+    # Growth under the profiler's own frames is the cost of looking, not a suspect.
+    observer = table.first_frame(table.node_mask(is_profiler)) >= 0
+    if observer.any():
+        names.append(_PROFILER)
+        owner[observer] = len(names) - 1
+    return names, owner, observer
+
+
+def owner_bytes(profile: Profile) -> dict[str, int]:
+    """Inuse bytes per suspect owner in one snapshot, attributed as `find_suspects` does.
+
+    A trend of these, unlike a trend of a function's cum, follows what a suspect itself holds:
+    `net/http.(*conn).serve` is on the stack of every handler's allocations (and of the
+    profiler writing the snapshot), yet owns only its connections' buffers.
+    """
+    table = stack_growth(None, profile)
+    if not len(table):
+        return {}
+    names, owner, _ = _owners_with_profiler(table)
+    bound = float(column_bounds(table.bytes.reshape(-1, 1))[0])
+    totals = group_sum(owner, table.bytes, len(names), bound).tolist()
+    present = np.flatnonzero(np.bincount(owner, minlength=len(names))).tolist()
+    return {names[o]: int(totals[o]) for o in present if names[o] != _PROFILER}
+
+
 def find_suspects(
     growth: Mapping[Stack, tuple[int, int]], limit: int = 5, min_share: float = 0.02
 ) -> list[Suspect]:
@@ -317,12 +350,7 @@ def find_suspects(
     Suspects below `min_share` of the total growth are noise and left out.
     """
     table = StackGrowth.from_mapping(growth)
-    names, owner = _stack_owners(table)
-    # Growth under the profiler's own frames is the cost of looking, not a suspect.
-    observer = table.first_frame(table.node_mask(is_profiler)) >= 0
-    if observer.any():
-        names.append(_PROFILER)
-        owner[observer] = len(names) - 1
+    names, owner, observer = _owners_with_profiler(table)
     size = len(names)
     bounds = column_bounds(np.stack([table.bytes, table.objects], axis=1))
     net_bytes = group_sum(owner, table.bytes, size, float(bounds[0])).tolist()

@@ -28,18 +28,18 @@ negative score; it always ranks after every function whose slope is not negative
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
 from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.suspects import owner_bytes
 from oomforensics.pprof.diff import check_compatible, function_table
 from oomforensics.pprof.errors import IncompatibleProfiles
 
 MIN_SNAPSHOTS = 3
 _SECONDS_PER_HOUR = 3600.0
-_ABSENT = (0, 0)  # (flat, cum) of a function that has no samples in a snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,9 @@ class TrendReport:
     duration_seconds: float
     # Ranked by score, descending (steady growers first); negative slopes always last.
     functions: tuple[FunctionTrend, ...]
+    # The same fit of the inuse bytes each suspect owner holds (see suspects.owner_bytes),
+    # ranked alike: what suspects are ordered by.
+    owners: tuple[FunctionTrend, ...] = ()
 
 
 def snapshot_time(snapshot: Snapshot) -> float:
@@ -123,20 +126,28 @@ def function_trends(
     tables = [function_table(s.profile, index) for _, s in timed]
     line = _TimeAxis(offsets)
 
-    trends = []
-    for name in set().union(*tables):
-        values = tuple(table.get(name, _ABSENT)[1] for table in tables)
-        if min(values) == max(values):
-            continue  # never changed: no trend to report
-        trends.append(line.fit(name, values))
-    # Shrinkers last regardless of score; ties broken by rate, then name, for a stable order.
-    trends.sort(key=lambda f: (f.slope < 0, -f.score, -f.slope, f.name))
+    trends = _fit_all(line, [{k: cum for k, (_, cum) in table.items()} for table in tables])
+    held = [owner_bytes(s.profile) for _, s in timed]
     return TrendReport(
         sample_index=sample_type.type,
         unit=sample_type.unit,
         duration_seconds=offsets[-1],
         functions=tuple(trends if limit is None else trends[:limit]),
+        owners=tuple(_fit_all(line, held)),
     )
+
+
+def _fit_all(line: _TimeAxis, tables: Sequence[Mapping[str, int]]) -> list[FunctionTrend]:
+    """Fit every name whose value changed across `tables` (one per snapshot), ranked."""
+    trends = []
+    for name in set().union(*tables):
+        values = tuple(table.get(name, 0) for table in tables)
+        if min(values) == max(values):
+            continue  # never changed: no trend to report
+        trends.append(line.fit(name, values))
+    # Shrinkers last regardless of score; ties broken by rate, then name, for a stable order.
+    trends.sort(key=lambda f: (f.slope < 0, -f.score, -f.slope, f.name))
+    return trends
 
 
 def _reject_duplicate_times(timed: Sequence[tuple[float, Snapshot]]) -> None:

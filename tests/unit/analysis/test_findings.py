@@ -1,12 +1,16 @@
 """Findings judged on synthetic snapshots whose numbers we choose."""
 
+from dataclasses import replace
+
 from oomforensics.analysis.findings import Thresholds, analyse
 from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.trend import function_trends
 from oomforensics.analysis.verdict import write_verdict
 from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup
 from oomforensics.pprof.heaptext import HeapText, MemStats
 from oomforensics.pprof.profile import parse_profile
 from tests.support.profiles import ProfileBuilder
+from tests.unit.analysis.test_trend import CONN_BUFFER, NATIVE, PROFILER, TEN_MINUTES, served
 
 MiB = 2**20
 CACHE = [["main.cacheResponse"], ["main.handle"], ["net/http.(*conn).serve"]]
@@ -109,3 +113,29 @@ def test_verdict_is_one_paragraph_with_what_where_and_how_fast():
     assert "\n" not in verdict
     assert verdict.startswith("Likely leak in main.cacheResponse")
     assert "per hour" in verdict and "Check what main.cacheResponse keeps" in verdict
+
+
+def test_suspects_over_a_series_rank_by_what_they_hold():
+    # Seen on the real mmap fixture: the profiler's own allocations under
+    # net/http.(*conn).serve made that frame's cum trend outrank the mapping function.
+    stats = {"HeapInuse": 8 * MiB, "HeapIdle": MiB, "HeapReleased": 0, "Sys": 20 * MiB}
+
+    def native(snapshot: Snapshot, rss: int) -> Snapshot:
+        # RSS climbs far past what Go holds: the mmap fixture's native growth.
+        text = HeapText(0, 0, 0, 0, 1024 * 1024, (), MemStats({**stats, "NumGC": 10}))
+        return replace(snapshot, heap_text=text, manifest={"rssBytes": rss})
+
+    run = [
+        native(served(0, {CONN_BUFFER: 4096, PROFILER: 10}), 30 * MiB),
+        native(served(TEN_MINUTES, {CONN_BUFFER: 8192, PROFILER: 90_000}), 80 * MiB),
+        native(
+            served(2 * TEN_MINUTES, {CONN_BUFFER: 12288, PROFILER: 180_000, NATIVE: 131_072}),
+            130 * MiB,
+        ),
+    ]
+    analysis = analyse(run[0], run[-1], function_trends(run))
+    assert "non-heap-growth" in {f.kind for f in analysis.findings}
+    assert [s.function for s in analysis.suspects[:2]] == [
+        "main.mapNative",
+        "net/http.(*conn).serve",
+    ]

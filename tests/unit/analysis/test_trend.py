@@ -160,3 +160,34 @@ def test_capture_time_unknown_is_an_error_naming_the_snapshot():
     snap = Snapshot(source="run-0/x", profile=parse_profile(builder.serialize()))
     with pytest.raises(ValueError, match="run-0/x: capture time unknown"):
         snapshot_time(snap)
+
+
+def served(at: float, stacks: dict[tuple[str, ...], int]) -> Snapshot:
+    """A snapshot of an HTTP service: each stack (leaf first) retains its bytes."""
+    builder = ProfileBuilder()
+    builder._message.time_nanos = int((START + at) * 1e9)
+    for stack, size in stacks.items():
+        builder.sample([[f] for f in stack], 1, size, 1, size)
+    return Snapshot(source=f"snap-{at:g}", profile=parse_profile(builder.serialize()))
+
+
+CONN_BUFFER = ("bufio.NewReaderSize", "net/http.(*conn).serve")
+PROFILER = ("runtime/pprof.writeHeapInternal", "net/http/pprof.Index", "net/http.(*conn).serve")
+NATIVE = ("syscall.(*mmapper).Mmap", "main.mapNative", "main.leakLoop")
+
+
+def test_owners_follow_what_each_suspect_holds_not_its_cum():
+    # The profiler writing the snapshot sits under net/http.(*conn).serve, so that frame's cum
+    # climbs steadily; the connection buffers it owns barely move.
+    run = [
+        served(0, {CONN_BUFFER: 4096, PROFILER: 10}),
+        served(TEN_MINUTES, {CONN_BUFFER: 8192, PROFILER: 90_000}),
+        served(2 * TEN_MINUTES, {CONN_BUFFER: 12288, PROFILER: 180_000, NATIVE: 131_072}),
+    ]
+    report = function_trends(run)
+    assert report.functions[0].name == "net/http.(*conn).serve"
+    owners = {f.name: f for f in report.owners}
+    assert "<profiler>" not in owners and "net/http/pprof.Index" not in owners
+    assert owners["net/http.(*conn).serve"].points[-1][1] == 12288
+    assert owners["main.mapNative"].last == 131_072
+    assert report.owners[0].name == "main.mapNative"
