@@ -17,15 +17,16 @@ from oomforensics.capture.errors import (
 )
 from oomforensics.pprof.compression import gunzip_bounded, is_gzip
 from oomforensics.pprof.errors import InvalidProfile, ProfileError, ProfileTooLarge
-from oomforensics.pprof.goroutines import parse_goroutine_text
-from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.pprof.goroutines import check_goroutine_text
+from oomforensics.pprof.heaptext import check_heap_text
 from oomforensics.pprof.profile import parse_profile
 
 _SNIPPET = 64
 _HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
-_TEXT_PARSERS: dict[str, Callable[[bytes, int], object]] = {
-    "heapText": parse_heap_text,
-    "goroutine": parse_goroutine_text,
+# The text parsers accept whatever follows a valid header: checking it is checking the body.
+_TEXT_CHECKS: dict[str, Callable[[bytes, int], None]] = {
+    "heapText": check_heap_text,
+    "goroutine": check_goroutine_text,
 }
 _WHAT = {
     "heap": "a gzipped heap profile",
@@ -123,7 +124,7 @@ def validate(profile: str, served: Served, max_decompressed_bytes: int) -> None:
             served.file,
         )
     try:
-        if profile in _TEXT_PARSERS:
+        if profile in _TEXT_CHECKS:
             if is_gzip(body):
                 raise InvalidResponse(
                     f"expected {what}, got gzip data ({came_back()}): "
@@ -131,7 +132,7 @@ def validate(profile: str, served: Served, max_decompressed_bytes: int) -> None:
                     served.url,
                     served.file,
                 )
-            _TEXT_PARSERS[profile](body, max_decompressed_bytes)
+            _TEXT_CHECKS[profile](body, max_decompressed_bytes)
         elif is_gzip(body):
             parse_profile(body, max_decompressed_bytes)
         else:

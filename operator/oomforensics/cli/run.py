@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from oomforensics.cli.errors import UsageError
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
@@ -45,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    _without_kubernetes_client()
     import kopf
 
     from oomforensics.k8s import handlers  # noqa: F401  (registers the handlers)
@@ -65,3 +67,14 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _without_kubernetes_client() -> None:
+    """Keep kopf from importing the kubernetes client library, which the operator never uses.
+
+    kopf imports it when installed, to recognise that library's objects; the CLI needs it for
+    kubeconfigs, so it is installed. In the operator it cost ~19 MiB of RSS and 0.25 s at
+    start. A None entry in sys.modules makes `import kubernetes` raise ImportError.
+    """
+    if "kopf" not in sys.modules and "kubernetes" not in sys.modules:
+        sys.modules["kubernetes"] = None  # type: ignore[assignment]

@@ -54,7 +54,7 @@ from oomforensics.k8s.targets import (
     working_sets,
 )
 from oomforensics.pprof.errors import ProfileError
-from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.pprof.heaptext import parse_memstats
 from oomforensics.triggers import (
     ContainerRun,
     MemorySample,
@@ -430,7 +430,7 @@ class InvestigationRunner:
         if "heap.txt" in captured.files:
             with contextlib.suppress(ProfileError):
                 text = captured.files["heap.txt"]
-                memstats = (await asyncio.to_thread(parse_heap_text, text)).memstats.integers()
+                memstats = parse_memstats(text).integers()
         manifest = build_manifest(
             key,
             captured.files,

@@ -21,7 +21,7 @@ from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import PprofClient
 from oomforensics.local.memory import MemorySource
 from oomforensics.pprof.errors import ProfileError
-from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.pprof.heaptext import parse_memstats
 from oomforensics.triggers.engine import new_state, observe, record_capture
 from oomforensics.triggers.model import ContainerRun, Decision, MemorySample, TriggerSettings
 
@@ -195,7 +195,7 @@ def _memstats(heap_text: bytes | None) -> dict[str, int] | None:
     if heap_text is None:
         return None
     try:
-        return parse_heap_text(heap_text).memstats.integers()
+        return parse_memstats(heap_text).integers()
     except ProfileError:
         return None
 

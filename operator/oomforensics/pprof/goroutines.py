@@ -17,6 +17,7 @@ from oomforensics.pprof.textformat import (
 )
 
 _HEADER = re.compile(r"^goroutine profile: total (\d+)$")
+_WHAT = "goroutine profile in debug=1 text form"
 _GROUP = re.compile(r"^(\d+) @((?: 0x[0-9a-fA-F]+)*)\s*$")
 
 
@@ -54,16 +55,18 @@ class GoroutineDump:
         return counts
 
 
+def check_goroutine_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> None:
+    """Raise what `parse_goroutine_text` would raise, without reading the groups.
+
+    The parser accepts whatever follows a valid header, so the header decides: this is how
+    a capture validates the body it received, at a fraction of the cost.
+    """
+    _header(decode_text(data, _WHAT, max_bytes))
+
+
 def parse_goroutine_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> GoroutineDump:
-    lines = decode_text(data, "goroutine profile in debug=1 text form", max_bytes)
-    start, head = first_line(lines)
-    header = _HEADER.match(head)
-    if header is None:
-        hint = " (this looks like debug=2 output)" if head.startswith("goroutine ") else ""
-        raise InvalidProfile(
-            "not a goroutine profile in debug=1 text form: expected "
-            f"'goroutine profile: total N', got {snippet(head)}{hint}"
-        )
+    lines = decode_text(data, _WHAT, max_bytes)
+    start, header = _header(lines)
     groups: list[GoroutineGroup] = []
     count: int | None = None
     functions: list[str] = []
@@ -94,3 +97,15 @@ def goroutine_growth(
     before, after = base.counts(key), new.counts(key)
     changes = [(name, after[name] - before[name]) for name in before.keys() | after.keys()]
     return sorted(((name, delta) for name, delta in changes if delta), key=lambda c: (-c[1], c[0]))
+
+
+def _header(lines: list[str]) -> tuple[int, re.Match[str]]:
+    start, head = first_line(lines)
+    header = _HEADER.match(head)
+    if header is None:
+        hint = " (this looks like debug=2 output)" if head.startswith("goroutine ") else ""
+        raise InvalidProfile(
+            "not a goroutine profile in debug=1 text form: expected "
+            f"'goroutine profile: total N', got {snippet(head)}{hint}"
+        )
+    return start, header

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from oomforensics.pprof.errors import InvalidProfile
+from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge
 from oomforensics.pprof.textformat import (
     DEFAULT_MAX_TEXT,
     decode_text,
@@ -26,6 +26,8 @@ _HEADER = re.compile(r"^heap profile: (\d+): (\d+) \[(\d+): (\d+)\] @ heap/(\d+)
 _RECORD = re.compile(r"^(\d+): (\d+) \[(\d+): (\d+)\] @((?: 0x[0-9a-fA-F]+)*)\s*$")
 _STAT = re.compile(r"^# ([A-Za-z][A-Za-z0-9_]*) = (.*)$")
 _PAIR = re.compile(r"^(-?\d+) / (-?\d+)$")
+_MEMSTATS = b"\n# runtime.MemStats"
+_WHAT = "heap profile in debug=1 text form"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +72,18 @@ class HeapText:
     memstats: MemStats
 
 
+def check_heap_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> None:
+    """Raise what `parse_heap_text` would raise, without reading the records.
+
+    The parser accepts whatever follows a valid header, so the header decides: this is how
+    a capture validates the body it received, at a fraction of the cost.
+    """
+    _header(decode_text(data, _WHAT, max_bytes))
+
+
 def parse_heap_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> HeapText:
-    lines = decode_text(data, "heap profile in debug=1 text form", max_bytes)
-    start, head = first_line(lines)
-    header = _HEADER.match(head)
-    if header is None:
-        raise InvalidProfile(
-            "not a heap profile in debug=1 text form: expected 'heap profile: ...', got "
-            + snippet(head)
-        )
+    lines = decode_text(data, _WHAT, max_bytes)
+    start, header = _header(lines)
     records: list[HeapRecord] = []
     stats: dict[str, MemStatValue] = {}
     current: tuple[int, int, int, int] | None = None
@@ -111,6 +116,38 @@ def parse_heap_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> HeapText:
         records=tuple(records),
         memstats=MemStats(stats),
     )
+
+
+def _header(lines: list[str]) -> tuple[int, re.Match[str]]:
+    start, head = first_line(lines)
+    header = _HEADER.match(head)
+    if header is None:
+        raise InvalidProfile(
+            "not a heap profile in debug=1 text form: expected 'heap profile: ...', got "
+            + snippet(head)
+        )
+    return start, header
+
+
+def parse_memstats(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> MemStats:
+    """Only the `# runtime.MemStats` block (and what follows it, such as `# MaxRSS`).
+
+    What `parse_heap_text(data).memstats` gives, without reading the records: for an
+    already validated profile whose figures are wanted (the operator's manifest, every capture).
+    """
+    if len(data) > max_bytes:
+        raise ProfileTooLarge(
+            f"heap profile in debug=1 text form exceeds the {max_bytes} byte limit"
+        )
+    start = data.rfind(_MEMSTATS)
+    if start < 0:
+        return MemStats({})
+    stats: dict[str, MemStatValue] = {}
+    for line in data[start:].decode("utf-8", "replace").splitlines():
+        stat = _STAT.match(line)
+        if stat:
+            _add_stat(stats, stat.group(1), stat.group(2).strip())
+    return MemStats(stats)
 
 
 def _counts(match: re.Match[str]) -> tuple[int, int, int, int]:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from oomforensics.pprof.compression import gunzip_bounded
 from oomforensics.pprof.errors import ProfileError
-from oomforensics.pprof.goroutines import parse_goroutine_text
-from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.pprof.goroutines import check_goroutine_text, parse_goroutine_text
+from oomforensics.pprof.heaptext import check_heap_text, parse_heap_text
 from oomforensics.pprof.profile import parse_profile
 from tests.support.profiles import ProfileBuilder
 
@@ -88,6 +88,14 @@ def gzipped(strategy: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
     return strategy.map(lambda raw: gzip.compress(raw, compresslevel=1))
 
 
+def rejection(parse: Callable[[bytes], Any], data: bytes) -> tuple[type, str] | None:
+    try:
+        parse(data)
+    except ProfileError as exc:
+        return type(exc), str(exc)
+    return None
+
+
 def heap(data: bytes) -> Any:
     return parse_heap_text(data, max_bytes=CAP)
 
@@ -110,12 +118,15 @@ def inflate(data: bytes) -> Any:
 )
 def test_heap_text_parser(data: bytes) -> None:
     outcome(heap, data)
+    # Captures validate with the header check alone: it must judge every body as the parser does.
+    assert rejection(lambda d: check_heap_text(d, CAP), data) == rejection(heap, data)
 
 
 @RUNS
 @given(st.one_of(mutated(GOROUTINE_TEXT), st.binary(max_size=4096)))
 def test_goroutine_text_parser(data: bytes) -> None:
     outcome(goroutines, data)
+    assert rejection(lambda d: check_goroutine_text(d, CAP), data) == rejection(goroutines, data)
 
 
 @RUNS

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge
-from oomforensics.pprof.heaptext import parse_heap_text
+from oomforensics.pprof.heaptext import parse_heap_text, parse_memstats
 
 REAL = (Path(__file__).parents[2] / "fixtures/text/heap-go1.19.txt").read_bytes()
 
@@ -58,3 +58,16 @@ def test_binary_data_is_rejected():
 def test_size_cap():
     with pytest.raises(ProfileTooLarge):
         parse_heap_text(REAL, max_bytes=100)
+
+
+def test_memstats_alone_equal_those_of_the_whole_parse():
+    alone = parse_memstats(REAL)
+    assert alone == parse_heap_text(REAL).memstats
+    assert alone.integer("MaxRSS") == 23269376 and alone.integer("StackSys") is not None
+
+
+def test_memstats_alone_of_a_text_without_the_block_are_empty():
+    head = REAL[: REAL.index(b"\n# runtime.MemStats")]
+    assert parse_memstats(head).values == {}
+    with pytest.raises(ProfileTooLarge):
+        parse_memstats(REAL, max_bytes=100)
