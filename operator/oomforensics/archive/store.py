@@ -147,6 +147,9 @@ _UNAVAILABLE = re.compile(
     r"|non-2xx status code: 5\d\d|dns error|broken pipe",
     re.IGNORECASE,
 )
+# Requests in flight per archive: bounds sockets, threads and buffers (an operator restarted
+# with 1,000 targets read their run folders at once: 1,000 connections, +100 MiB resident).
+MAX_REQUESTS = 16
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
 
 
@@ -157,10 +160,26 @@ class Archive:
     relative to the archive URL.
     """
 
-    def __init__(self, store: ObjectStore, *, root: str = "", url: str | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        root: str = "",
+        url: str | None = None,
+        max_requests: int = MAX_REQUESTS,
+    ) -> None:
         self._store = store
         self._root = normalize_prefix(root)
         self._url = url if url is not None else repr(store)
+        self._max_requests = max_requests
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _request_slot(self) -> asyncio.Semaphore:
+        """The bound on this archive's requests in flight, for the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self._max_requests))
+        return self._slots[1]
 
     def __repr__(self) -> str:
         return f"Archive({self._url!r})"
@@ -468,22 +487,25 @@ class Archive:
         return snapshots
 
     async def _list(self, prefix: str) -> list[str]:
-        with self._errors("list", prefix or "/"):
-            metas = await obstore.list(self._store, prefix or None).collect_async()
+        async with self._request_slot():
+            with self._errors("list", prefix or "/"):
+                metas = await obstore.list(self._store, prefix or None).collect_async()
         return [meta["path"] for meta in metas]
 
     async def _get_optional(self, path: str) -> bytes | None:
         try:
-            with self._errors("read", path):
-                result = await obstore.get_async(self._store, path)
-                return bytes(await result.bytes_async())
+            async with self._request_slot():
+                with self._errors("read", path):
+                    result = await obstore.get_async(self._store, path)
+                    return bytes(await result.bytes_async())
         except FileNotFoundError:
             return None
 
     async def _put(self, path: str, data: bytes) -> None:
         try:
-            with self._errors("write", path):
-                await obstore.put_async(self._store, path, data)
+            async with self._request_slot():
+                with self._errors("write", path):
+                    await obstore.put_async(self._store, path, data)
         except FileNotFoundError as exc:  # S3 answers 404 for a missing bucket
             raise ArchiveError(
                 f"write {path} in {self._url}: not found (does the bucket exist?): "
@@ -492,8 +514,9 @@ class Archive:
 
     async def _delete(self, paths: list[str]) -> None:
         for path in paths:  # one by one: a local store fails a whole batch on a missing file
-            with contextlib.suppress(FileNotFoundError), self._errors("delete", path):
-                await obstore.delete_async(self._store, path)
+            async with self._request_slot():
+                with contextlib.suppress(FileNotFoundError), self._errors("delete", path):
+                    await obstore.delete_async(self._store, path)
 
     @contextlib.contextmanager
     def _errors(self, action: str, path: str) -> Iterator[None]:

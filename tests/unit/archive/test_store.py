@@ -1,7 +1,9 @@
+import asyncio
 import time
 
 import obstore
 import pytest
+from obstore.store import MemoryStore
 
 from oomforensics.archive import (
     GOROUTINE_TEXT,
@@ -292,3 +294,33 @@ async def test_stale_incomplete_folders_are_deleted_and_nothing_else(tmp_path):
     assert await archive.list_snapshots() == [done.key]
     await archive.verify(done.key)
     assert await archive.delete_incomplete(cutoff, "elsewhere") == []
+
+
+async def test_requests_in_flight_are_bounded_per_archive(monkeypatch):
+    # An operator restarted with 1,000 targets reads 1,000 run folders at once; the archive
+    # must not open a connection for each.
+    from oomforensics.archive import store as store_module
+
+    in_flight = peak = 0
+    gate = asyncio.Event()
+    real_put = obstore.put_async
+
+    async def counted_put(store, path, data):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 3:  # the bound reached: let them all through
+            gate.set()
+        await gate.wait()
+        try:
+            return await real_put(store, path, data)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(store_module.obstore, "put_async", counted_put)
+    bounded = Archive(MemoryStore(), max_requests=3)
+    snaps = [snapshot(i, pod=f"p{i}") for i in range(12)]
+    await asyncio.gather(*(bounded.put_snapshot(s.key, s.files, s.manifest) for s in snaps))
+
+    assert peak == 3
+    assert len(await bounded.list_snapshots()) == 12
