@@ -147,8 +147,8 @@ _UNAVAILABLE = re.compile(
     r"|non-2xx status code: 5\d\d|dns error|broken pipe",
     re.IGNORECASE,
 )
-# Requests in flight per archive: bounds sockets, threads and buffers (an operator restarted
-# with 1,000 targets read their run folders at once: 1,000 connections, +100 MiB resident).
+# Requests in flight per archive: bounds sockets, threads and buffers (an operator started
+# with 1,000 targets read their run folders at once, over 1,000 connections).
 MAX_REQUESTS = 16
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
 
