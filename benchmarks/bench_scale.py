@@ -63,6 +63,7 @@ import yaml  # noqa: E402
 from bench_analysis import update_results  # noqa: E402
 
 from oomforensics.archive.store import Archive, ArchiveError  # noqa: E402
+from tests.deploy.dockerfile import stages  # noqa: E402
 from tests.support.apiserver import ApiServerProcess  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
     EVENTS,
@@ -221,6 +222,12 @@ def read_proc(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def image_malloc_settings() -> dict[str, str]:
+    """The allocator settings the image gives the operator (MALLOC_* in the Dockerfile)."""
+    runtime = stages(ROOT / "Dockerfile")[-1]
+    return {k: v for k, v in runtime.env().items() if k.startswith("MALLOC_")}
+
+
 @contextlib.contextmanager
 def operator_process(
     front: ClusterFront, s3: MotoServer, spool: Path, log: Path, verbose: bool
@@ -235,6 +242,7 @@ def operator_process(
         OOMF_SPOOL_DIR=str(spool),
     )
     env.pop("OOMF_NAMESPACES", None)
+    env.update(image_malloc_settings())
     command = [str(Path(sys.executable).with_name("oomforensics")), "run", "-A"]
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -677,7 +685,10 @@ def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
         "test cluster (etcd, apiextensions-apiserver, the front in this benchmark's process), "
         "moto, the fixtures and other work on the machine.",
         "",
-        f"Setup: `oomforensics run -A` as its own process against the test cluster: "
+        "Setup: `oomforensics run -A` as its own process against the test cluster, with the "
+        "image's allocator settings ("
+        + ", ".join(f"{k}={v}" for k, v in image_malloc_settings().items())
+        + "): "
         f"{args.pods} pods in {args.namespaces} namespaces, {args.investigations} "
         f"MemoryInvestigations ({args.pods // args.investigations} pods each; spec defaults: "
         "sampling every 15 s, thresholds 80/90/95 %, baseline snapshot; periodic snapshots "
