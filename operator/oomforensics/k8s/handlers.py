@@ -108,6 +108,11 @@ async def investigate(
     if not namespace:
         return
     created = parse_time(str(body.get("metadata", {}).get("creationTimestamp") or ""))
+    delay = memo.services.first_pass_delay()
+    if delay > 0:
+        await stopped.wait(delay)
+        if stopped:
+            return
     runner = InvestigationRunner(memo.services, namespace, name, uid, created)
     memo.runners[(namespace, name)] = runner
     try:
