@@ -293,16 +293,31 @@ def hotspots(pair: ProfilePair, top: int) -> str:
 # --- reporting ------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
+def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
+    return next(
         (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
         platform.processor() or "unknown",
     )
+
+
+def cores() -> str:
+    return f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)"
+
+
+def machine_line() -> str:
+    """The machine in one line, for benchmarks that do not run Go."""
+    return (
+        f"{cpu_model()}, {cores()} cores, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def machine() -> dict[str, str]:
     go = subprocess.run([go_binary(), "version"], capture_output=True, text=True, check=True)
     return {
-        "cpu": model,
-        "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
+        "cpu": cpu_model(),
+        "cores": cores(),
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_version()} (protobuf {protobuf_version}, "
         f"{api_implementation.Type()} backend)",

@@ -34,7 +34,6 @@ import gzip
 import http.server
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # tests.support (moto) lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from bench_analysis import update_results  # noqa: E402
+from bench_analysis import machine_line, update_results  # noqa: E402
 from genprofile import ProfileParams, ensure_pair  # noqa: E402
 
 from oomforensics.archive.layout import SnapshotKey  # noqa: E402
@@ -365,18 +364,6 @@ def profile_facts(path: Path) -> str:
     )
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
-        platform.processor() or "unknown",
-    )
-    return (
-        f"{model}, {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable) cores, "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}"
-    )
-
-
 def section(args: argparse.Namespace, all_series: list[Series], profiles: dict[str, Path]) -> str:
     failures = [f for s in all_series for f in s.failures]
     lines = [
@@ -387,7 +374,7 @@ def section(args: argparse.Namespace, all_series: list[Series], profiles: dict[s
         f"{args.repeat_small} --repeat-large {args.repeat_large}`, "
         f"{datetime.datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        f"Machine: {machine()}. Load average (1 min) at the start and the end: "
+        f"Machine: {machine_line()}. Load average (1 min) at the start and the end: "
         f"{args.load_start:.2f}, {os.getloadavg()[0]:.2f} (the machine was shared with other "
         "work: 2 cores).",
         "",

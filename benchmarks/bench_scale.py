@@ -38,7 +38,6 @@ import contextlib
 import datetime
 import math
 import os
-import platform
 import random
 import signal
 import statistics
@@ -60,7 +59,7 @@ if str(ROOT) not in sys.path:  # tests.support (the cluster, moto) lives at the 
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
-from bench_analysis import update_results  # noqa: E402
+from bench_analysis import machine_line, update_results  # noqa: E402
 
 from oomforensics.archive.store import Archive, ArchiveError  # noqa: E402
 from tests.deploy.dockerfile import stages  # noqa: E402
@@ -655,18 +654,6 @@ def crossing_table(outcome: Outcome) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
-        platform.processor() or "unknown",
-    )
-    return (
-        f"{model}, {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable) cores, "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}"
-    )
-
-
 def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
     checks = verdicts(outcome)
     lines = [
@@ -680,7 +667,7 @@ def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
         f"--fixtures {args.fixtures} --crossings {args.crossings}`, "
         f"{datetime.datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        f"Machine: {machine()}. Load average (1 min) at the start and the end: "
+        f"Machine: {machine_line()}. Load average (1 min) at the start and the end: "
         f"{args.load_start:.2f}, {os.getloadavg()[0]:.2f}: the 2 cores were shared with the "
         "test cluster (etcd, apiextensions-apiserver, the front in this benchmark's process), "
         "moto, the fixtures and other work on the machine.",

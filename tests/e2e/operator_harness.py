@@ -105,6 +105,12 @@ async def running_operator() -> AsyncIterator[asyncio.Task[None]]:
             await asyncio.wait_for(task, 60)
 
 
+def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    """The condition of that type in the body's status ({} when there is none)."""
+    found = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_]
+    return dict(found[0]) if found else {}
+
+
 def events_about(front: ClusterFront, kind: str, name: str) -> list[dict[str, Any]]:
     return [
         e

@@ -5,7 +5,6 @@ work. Nothing unchanged is written again (no retry storm on the API)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ from tests.support.cluster.pods import container, pod
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 def investigation(name: str, app: str, **spec: Any) -> dict[str, Any]:

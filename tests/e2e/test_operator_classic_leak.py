@@ -6,7 +6,6 @@ resource tells the story: what leaked, the kill, and the last snapshot before it
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,6 @@ from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(420)]
 ARTIFACTS = Path(os.environ.get("OOMF_E2E_ARTIFACTS", "/tmp/oomf-e2e"))
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom_kill(

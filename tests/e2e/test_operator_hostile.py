@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import resource
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.e2e.operator_harness import (
     MI,
     PODS,
     apply_crd,
+    condition,
     events_about,
     operator_environment,
     poll,
@@ -34,12 +34,6 @@ HOSTILE = Path(__file__).resolve().parents[1] / "support" / "hostile_pod.py"
 MEMORY_BOUND = 256 * 2**20  # the bomb inflates to 256 MiB; a parser that inflated it would pass
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
 def investigation(name: str, app: str) -> dict[str, Any]:
     return {
         "apiVersion": "oomforensics.io/v1alpha1",
@@ -51,11 +45,6 @@ def investigation(name: str, app: str) -> dict[str, Any]:
             "sampling": {"interval": "1s"},
         },
     }
-
-
-def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_]
-    return dict(found[0]) if found else {}
 
 
 def max_rss() -> int:

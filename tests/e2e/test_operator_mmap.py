@@ -4,7 +4,6 @@ say so (non-heap growth), instead of blaming the heap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ from tests.support.leaky import FIXTURE_BIN
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(420)]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def test_growth_outside_the_go_heap_is_called_non_heap_growth(

@@ -30,12 +30,6 @@ from tests.support.moto import MotoServer
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(420)]
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
 @pytest.fixture
 def without_metrics_server(front: ClusterFront) -> Iterator[ClusterFront]:
     front.metrics_server = False

@@ -3,7 +3,6 @@ pod without a memory limit is still watched (the user is told what that turns of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ from tests.support.leaky import FIXTURE_BIN
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def test_snapshots_through_the_api_server_proxy_of_a_pod_without_a_limit(

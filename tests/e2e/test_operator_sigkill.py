@@ -4,7 +4,6 @@ nothing announced is lost, nothing is captured twice, the status converges."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,6 @@ from tests.support.moto import MotoServer
 
 TRIALS = int(os.environ.get("OOMF_SIGKILL_TRIALS", "5"))
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(240 + 15 * TRIALS)]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(

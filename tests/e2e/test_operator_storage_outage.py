@@ -21,6 +21,7 @@ from tests.e2e.operator_harness import (
     MI,
     PODS,
     apply_crd,
+    condition,
     events_about,
     operator_environment,
     poll,
@@ -35,11 +36,6 @@ from tests.support.moto import MotoServer
 OUTAGE = float(os.environ.get("OOMF_OUTAGE_SECONDS", "20"))
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300 + 2 * OUTAGE)]
 NAME = "outage"
-
-
-def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_]
-    return dict(found[0]) if found else {}
 
 
 async def test_an_s3_outage_delays_uploads_and_loses_nothing(

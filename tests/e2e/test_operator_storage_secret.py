@@ -4,7 +4,6 @@ snapshots go to the investigation's own archive."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from tests.e2e.operator_harness import (
     MI,
     PODS,
     apply_crd,
+    condition,
     operator_environment,
     poll,
     require_cluster,
@@ -28,19 +28,6 @@ from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
 SECRETS = "/api/v1/namespaces/default/secrets"
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for c in (body.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return dict(c)
-    return None
 
 
 async def test_credentials_come_from_the_secret_the_spec_names(
@@ -78,8 +65,7 @@ async def test_credentials_come_from_the_secret_the_spec_names(
 
         async def storage(status: str) -> dict[str, Any] | None:
             body: dict[str, Any] = (await http.get(f"{MI}/vault")).json()
-            found = condition(body, "StorageReady")
-            return body if found is not None and found["status"] == status else None
+            return body if condition(body, "StorageReady").get("status") == status else None
 
         async with running_operator() as operator:
             missing = await poll(lambda: storage("False"), 60, "StorageReady False", operator)
@@ -102,9 +88,9 @@ async def test_credentials_come_from_the_secret_the_spec_names(
             ready = await poll(stored, 90, "a snapshot once the Secret exists", operator)
 
     lacking = condition(missing, "StorageReady")
-    assert lacking is not None and lacking["reason"] == "SecretNotFound"
+    assert lacking.get("reason") == "SecretNotFound"
     assert "default/vault-s3" in lacking["message"]
-    assert condition(ready, "StorageReady")["reason"] != "SecretNotFound"  # type: ignore[index]
+    assert condition(ready, "StorageReady")["reason"] != "SecretNotFound"
     archive = Archive.from_url(own, credentials=s3.credentials, options=s3.options)
     keys = await archive.list_snapshots("default", "vault")
     assert keys and keys[0].reason == "baseline"
