@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Without NAME: the MemoryInvestigations of the namespace (or all, -A) with their "
             "targets, snapshots, OOM kills and the leading suspect. With NAME: its snapshots "
-            "grouped by pod and container run (time, reason, %% of limit, working set, heap in "
+            "grouped by pod and container run (time, reason, % of limit, working set, heap in "
             "use), read from the manifests in its archive. Uses your kubeconfig."
         ),
     )
