@@ -19,7 +19,7 @@ HUMAN_TOP_DEFAULT = 20
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "diff",
-        help="compare two heap snapshots (numbers equal to go tool pprof -diff_base)",
+        help="compare two profiles or snapshots (numbers equal to go tool pprof -diff_base)",
         description=(
             "Compare snapshots. Each is a heap profile (.pb.gz) or a snapshot directory holding "
             "heap.pb.gz and optionally heap.txt, goroutine.txt, manifest.json. The first is the "

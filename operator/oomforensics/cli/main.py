@@ -1,47 +1,138 @@
-"""Entry point: `oomforensics <command>`. Errors a user can act on are one line, exit 1."""
+"""Entry point: `oomforensics <command>`. Errors a user can act on are one line, exit 1.
+
+Commands are imported only when chosen: `diff` needs numpy and the profile decoder, `fetch`
+needs kopf and the kubernetes client (1.25 s to import), `watch` needs httpx. Importing every
+command for every run made `--version` take 2.2 s; now a command costs only what it uses.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from oomforensics import __version__
-from oomforensics.archive.store import ArchiveError
-from oomforensics.cli import demo, diff, fetch, listing, report, run, watch
 from oomforensics.cli.errors import UsageError
-from oomforensics.local.cgroup import CgroupError
-from oomforensics.local.launch import LaunchError
 from oomforensics.pprof.errors import ProfileError
 
+# name -> (module, one-line help). The help lines are repeated here (not read from the
+# modules) so that `oomforensics --help` imports no command; a test keeps them in step.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "diff": (
+        "oomforensics.cli.diff",
+        "compare two profiles or snapshots (numbers equal to go tool pprof -diff_base)",
+    ),
+    "watch": (
+        "oomforensics.cli.watch",
+        "watch one local Go process, snapshot it before the limit, explain an OOM kill",
+    ),
+    "demo": (
+        "oomforensics.cli.demo",
+        "run a leaking Go service into a real OOM kill and explain it",
+    ),
+    "report": (
+        "oomforensics.cli.report",
+        "write one self-contained HTML report: timeline, accounting, suspects, flame graph",
+    ),
+    "run": (
+        "oomforensics.cli.run",
+        "run the Kubernetes operator (MemoryInvestigation custom resources)",
+    ),
+    "list": (
+        "oomforensics.cli.listing",
+        "list investigations, or one investigation's snapshots by container run",
+    ),
+    "fetch": (
+        "oomforensics.cli.fetch",
+        "download an investigation's snapshots, verified, into a local folder",
+    ),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+# Errors a command reports as one line, by the module that defines them: a module that was
+# never imported cannot have raised its error, so checking costs no import.
+_USER_ERRORS = (
+    ("oomforensics.archive.store", "ArchiveError"),
+    ("oomforensics.local.cgroup", "CgroupError"),
+    ("oomforensics.local.launch", "LaunchError"),
+)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, only the chosen command's module is imported
+    (the others are listed by name and help line). Without it, every command is built."""
     parser = argparse.ArgumentParser(
         prog="oomforensics", description="Out-of-memory forensics for Go services."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    diff.add_parser(commands)
-    watch.add_parser(commands)
-    demo.add_parser(commands)
-    report.add_parser(commands)
-    run.add_parser(commands)
-    listing.add_parser(commands)
-    fetch.add_parser(commands)
+    chosen = _chosen_command(argv) if argv is not None else None
+    for name, (module, help_line) in COMMANDS.items():
+        if argv is None or name == chosen:
+            _command_module(module).add_parser(commands)
+        else:
+            commands.add_parser(name, help=help_line)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    # The top-level parser has only flags (--help, --version): the first word is the command.
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+class _Command(ModuleType):
+    add_parser: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+
+
+def _command_module(name: str) -> _Command:
+    module: _Command = importlib.import_module(name)  # type: ignore[assignment]
+    return module
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
     try:
         code: int = args.run(args)
-    except (ProfileError, UsageError, ArchiveError, CgroupError, LaunchError, OSError) as exc:
-        print(f"oomforensics: error: {exc}", file=sys.stderr)
-        return 1
+        sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("oomforensics: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"oomforensics: error: {exc}", file=sys.stderr)
+        return 1
     return code
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ProfileError, UsageError, OSError]
+    for module, name in _USER_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
+def _reader_went_away() -> int:
+    """`oomforensics diff ... | head`: the reader has what it wanted; stop quietly, exit 0.
+
+    Python would report the unflushed output at exit ("Exception ignored ... BrokenPipeError")
+    and exit 120; pointing stdout at /dev/null first leaves it nothing to flush (the way the
+    Python documentation recommends for SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

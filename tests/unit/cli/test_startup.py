@@ -1,0 +1,93 @@
+"""Start-up: a command imports what it uses and nothing else; output into a closed pipe."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from oomforensics.cli.main import COMMANDS, build_parser
+from tests.support.profiles import ProfileBuilder
+
+SCRIPT = Path(sys.executable).parent / "oomforensics"
+EDGE_LIBRARIES = ("kopf", "kubernetes", "httpx", "obstore")
+
+_PROBE = """
+import json, sys
+from oomforensics.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in %r if m in sys.modules)}))
+"""
+
+
+def imported_by(*argv: str) -> dict[str, object]:
+    """Run `oomforensics ARGV` in a fresh interpreter; its exit code and which libraries loaded."""
+    probe = _PROBE % (EDGE_LIBRARIES,)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
+    return report
+
+
+def heap_profile(path: Path, leak: int) -> Path:
+    builder = ProfileBuilder()
+    builder.sample([["main.leak"], ["main.main"]], 1, 4096 + leak, 1, 4096 + leak)
+    path.write_bytes(builder.serialize())
+    return path
+
+
+def test_diff_imports_no_kubernetes_or_network_library(tmp_path: Path) -> None:
+    base, new = heap_profile(tmp_path / "a.pb.gz", 0), heap_profile(tmp_path / "b.pb.gz", 1 << 20)
+    for argv in (["diff", str(base), str(new)], ["diff", "--json", str(base), str(new)]):
+        assert imported_by(*argv) == {"code": 0, "loaded": []}
+
+
+def test_version_and_help_import_no_command() -> None:
+    assert imported_by("--version") == {"code": 0, "loaded": []}
+    assert imported_by("--help") == {"code": 0, "loaded": []}
+
+
+def test_fetch_still_gets_its_libraries() -> None:
+    # The lazy dispatch must hand a command its real parser, imports included.
+    report = imported_by("fetch", "--help")
+    assert report["code"] == 0 and "kopf" in report["loaded"]  # type: ignore[operator]
+
+
+def test_command_list_matches_the_commands_own_parsers() -> None:
+    full = build_parser()
+    (sub,) = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    assert helps == {name: help_line for name, (_, help_line) in COMMANDS.items()}
+
+
+def test_help_texts_have_no_literal_percent_escapes() -> None:
+    full = build_parser()
+    (sub,) = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, parser in sub.choices.items():
+        assert "%%" not in parser.format_help(), name
+
+
+def wide_profile(path: Path, functions: int) -> Path:
+    builder = ProfileBuilder()
+    for i in range(functions):
+        builder.sample([[f"main.grow{i:05d}"], ["main.main"]], 1, 4096 * (i + 1), 1, 4096 * (i + 1))
+    path.write_bytes(builder.serialize())
+    return path
+
+
+def test_diff_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    base = heap_profile(tmp_path / "a.pb.gz", 0)
+    new = wide_profile(tmp_path / "b.pb.gz", 3000)  # ~250 KB of table: more than a pipe holds
+    # `| head -1`: the reader closes after one line, long before the output ends.
+    command = f"{SCRIPT} diff --top 3000 {base} {new} | head -1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.startswith("base: ")
+    assert result.stderr == ""
+    assert result.returncode == 0
