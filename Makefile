@@ -14,6 +14,7 @@ test: setup lint typecheck pytest
 lint:
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 typecheck:

@@ -3,20 +3,20 @@
 Each box carries `data-frame` and its numbers (`data-depth`, `data-start`, `data-width`,
 `data-net`, in bytes), and a title with the function and the bytes; a click zooms into a frame
 (the script rescales the boxes from those attributes), a click on the root zooms back out.
+The markup is templates/flame.html.j2; this module computes what goes into it.
 """
 
 from __future__ import annotations
 
-from html import escape
+from dataclasses import dataclass
+
+from markupsafe import Markup
 
 from oomforensics.analysis.units import format_bytes
 from oomforensics.report.flame import FlameFrame, FlameGraph
+from oomforensics.report.templating import template
 
 ROW = 20  # px per depth
-
-
-def _esc(value: object) -> str:
-    return escape(str(value), quote=True)
 
 
 def _signed(value: int) -> str:
@@ -46,24 +46,41 @@ def frame_title(frame: FlameFrame, total: int) -> str:
     return "\n".join(lines)
 
 
-def render_flame(graph: FlameGraph, anchor: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Box:
+    """One frame placed on the page: percentages of the graph's width, pixels from its top."""
+
+    frame: FlameFrame
+    left: float
+    width: float
+    top: int
+    colour: str
+    title: str
+    label: str
+
+
+def boxes(graph: FlameGraph) -> list[Box]:
     total = graph.total
-    if not total:
-        return '<p class="note">No call stack changed between the two heap profiles.</p>'
-    boxes = []
-    for frame in graph.frames:
-        left = 100 * frame.start / total
-        width = 100 * frame.width / total
-        label = frame.name if frame.depth else f"{frame.name}: net {_signed(frame.net)}"
-        boxes.append(
-            f'<div class="fr{" root" if frame.depth == 0 else ""}" data-frame '
-            f'data-depth="{frame.depth}" data-start="{frame.start}" data-width="{frame.width}" '
-            f'data-net="{frame.net}" style="left:{left:.4f}%;width:{width:.4f}%;'
-            f'top:{frame.depth * ROW}px;background:{frame_colour(frame)}" '
-            f'title="{_esc(frame_title(frame, total))}">{_esc(label)}</div>'
+    return [
+        Box(
+            frame=frame,
+            left=100 * frame.start / total,
+            width=100 * frame.width / total,
+            top=frame.depth * ROW,
+            colour=frame_colour(frame),
+            title=frame_title(frame, total),
+            label=frame.name if frame.depth else f"{frame.name}: net {_signed(frame.net)}",
         )
-    height = graph.depth * ROW
-    return (
-        f'<div class="flame" id="{_esc(anchor)}-flame" data-flame="{_esc(anchor)}" '
-        f'data-total="{total}" style="height:{height}px">{"".join(boxes)}</div>'
+        for frame in graph.frames
+    ]
+
+
+def render_flame(graph: FlameGraph, anchor: str) -> Markup:
+    return Markup(
+        template("flame.html.j2").render(
+            total=graph.total,
+            anchor=anchor,
+            height=graph.depth * ROW,
+            boxes=boxes(graph) if graph.total else [],
+        )
     )

@@ -1,17 +1,21 @@
 """The memory timeline as inline SVG: working set against the limit, thresholds, snapshots, end.
 
 Every snapshot marker carries `data-snapshot` (its name) and `data-reason`; an OOM kill is a
-`data-oom-kill` element: tests and tools can find them in the page.
+`data-oom-kill` element: tests and tools can find them in the page. The markup is
+templates/timeline.svg.j2; this module computes the geometry.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
+
+from markupsafe import Markup
 
 from oomforensics.analysis.units import format_bytes
 from oomforensics.report.model import Timeline, TimelinePoint
+from oomforensics.report.templating import template
 
 WIDTH, HEIGHT = 960, 360
 LEFT, RIGHT, TOP, BOTTOM = 78, 64, 24, 56
@@ -19,10 +23,6 @@ _TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
 _MiB = 1024 * 1024
 # Reasons that are labelled even when crowded: they say why memory was captured.
 _ROUTINE = frozenset({"periodic", "snapshot"})
-
-
-def _esc(value: object) -> str:
-    return escape(str(value), quote=True)
 
 
 class _Scale:
@@ -78,97 +78,133 @@ def _clock(t: float, seconds: bool) -> str:
     return moment.strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
-def render_timeline(timeline: Timeline, anchor: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Label:
+    x: float
+    y: float
+    text: str
+    anchor_end: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    percent: int
+    y: float
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndMark:
+    kind: str
+    attribute: str  # data-oom-kill or data-exit: what tests and tools look for
+    when: str
+    title: str
+    x: float
+    y: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    snapshot: str
+    reason: str
+    pre_oom: bool
+    title: str
+    x: float
+    y: float
+    leader: Line | None
+    label: Label | None
+
+
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    """Everything templates/timeline.svg.j2 draws, in SVG user units."""
+
+    anchor: str
+    y_grid: list[Label]
+    x_ticks: list[Label]
+    day: str
+    thresholds: list[Threshold]
+    limit: Label | None  # its y and its value's text
+    series: list[tuple[str, str]]  # CSS class, polyline points
+    end: EndMark | None
+    markers: list[Marker]
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right: int = WIDTH - RIGHT
+    top: int = TOP
+    bottom: int = HEIGHT - BOTTOM
+
+
+def render_timeline(timeline: Timeline, anchor: str) -> Markup:
+    return Markup(template("timeline.svg.j2").render(d=draw_timeline(timeline, anchor)))
+
+
+def draw_timeline(timeline: Timeline, anchor: str) -> Drawing:
     s = _Scale(timeline)
-    parts = [
-        f'<svg class="timeline" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'data-timeline="{_esc(anchor)}" aria-label="memory over time against the limit">'
-    ]
-    parts += _axes(s, timeline)
-    parts += _limit_lines(s, timeline)
-    parts += _series(s, timeline)
-    parts += _end(s, timeline)
-    parts += _markers(s, timeline)
-    parts.append("</svg>")
-    return "".join(parts)
+    limit = None
+    if timeline.limit:
+        limit = Label(LEFT, s.y(timeline.limit), format_bytes(timeline.limit))
+    return Drawing(
+        anchor=anchor,
+        y_grid=_y_grid(s),
+        x_ticks=_x_ticks(s),
+        day=datetime.fromtimestamp(timeline.start, UTC).strftime("%Y-%m-%d"),
+        thresholds=_thresholds(s, timeline),
+        limit=limit,
+        series=_series(s, timeline),
+        end=_end(s, timeline),
+        markers=_markers(s, timeline),
+    )
 
 
-def _axes(s: _Scale, timeline: Timeline) -> list[str]:
-    out = ['<g class="axis">']
-    bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
+def _y_grid(s: _Scale) -> list[Label]:
+    out = []
     value = 0
     while value <= s.ymax + 1:
-        y = s.y(value)
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(
-            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{_esc(format_bytes(value))}'
-            "</text>"
-        )
+        out.append(Label(LEFT - 8, s.y(value), format_bytes(value)))
         value += s.step
-    span = s.t1 - s.t0
-    step = _time_step(span)
+    return out
+
+
+def _x_ticks(s: _Scale) -> list[Label]:
+    step = _time_step(s.t1 - s.t0)
     tick = math.ceil(s.t0 / step) * step
-    while tick <= s.t1:
-        x = s.x(tick)
-        out.append(
-            f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}"/>'
-        )
-        out.append(
-            f'<text x="{x:.1f}" y="{bottom + 19}" text-anchor="middle">'
-            f"{_clock(tick, step < 60)}</text>"
-        )
-        tick += step
-    out.append(f'<line class="frame" x1="{LEFT}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
-    out.append(f'<line class="frame" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{bottom}"/>')
-    day = datetime.fromtimestamp(timeline.start, UTC).strftime("%Y-%m-%d")
-    out.append(
-        f'<text class="title" x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 8}" '
-        f'text-anchor="middle">time (UTC, {day})</text>'
-    )
-    out.append(
-        f'<text class="title" transform="translate(16 {(TOP + bottom) / 2:.0f}) rotate(-90)" '
-        'text-anchor="middle">memory</text>'
-    )
-    out.append("</g>")
-    return out
-
-
-def _limit_lines(s: _Scale, timeline: Timeline) -> list[str]:
-    if not timeline.limit:
-        return [
-            f'<text class="note" x="{WIDTH - RIGHT}" y="{TOP + 12}" text-anchor="end">'
-            "no memory limit recorded</text>"
-        ]
     out = []
-    right = WIDTH - RIGHT
-    for threshold in timeline.thresholds:
-        y = s.y(timeline.limit * threshold / 100)
-        out.append(
-            f'<line class="threshold" data-threshold="{threshold}" x1="{LEFT}" x2="{right}" '
-            f'y1="{y:.1f}" y2="{y:.1f}"><title>{threshold}% of the limit: '
-            f"{_esc(format_bytes(timeline.limit * threshold // 100))}</title></line>"
-        )
-        out.append(
-            f'<text class="threshold-label" x="{right + 4}" y="{y + 4:.1f}">{threshold}%</text>'
-        )
-    y = s.y(timeline.limit)
-    out.append(
-        f'<line class="limit" x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}">'
-        f"<title>memory limit {_esc(format_bytes(timeline.limit))}</title></line>"
-    )
-    out.append(
-        f'<text class="limit-label" x="{right + 4}" y="{y + 4:.1f}">limit</text>'
-        f'<text class="limit-label" x="{LEFT + 6}" y="{y - 6:.1f}">'
-        f"{_esc(format_bytes(timeline.limit))}</text>"
-    )
+    while tick <= s.t1:
+        out.append(Label(s.x(tick), HEIGHT - BOTTOM, _clock(tick, step < 60)))
+        tick += step
     return out
+
+
+def _thresholds(s: _Scale, timeline: Timeline) -> list[Threshold]:
+    limit = timeline.limit
+    if not limit:
+        return []
+    return [
+        Threshold(
+            t,
+            s.y(limit * t / 100),
+            f"{t}% of the limit: {format_bytes(limit * t // 100)}",
+        )
+        for t in timeline.thresholds
+    ]
 
 
 def _path(s: _Scale, points: list[tuple[float, int]]) -> str:
     return " ".join(f"{s.x(t):.1f},{s.y(v):.1f}" for t, v in points)
 
 
-def _series(s: _Scale, timeline: Timeline) -> list[str]:
+def _series(s: _Scale, timeline: Timeline) -> list[tuple[str, str]]:
     out = []
     series = [("heap", "heap_inuse"), ("rss", "rss"), ("working-set", "working_set")]
     if not has_memory_figures(timeline):
@@ -178,38 +214,33 @@ def _series(s: _Scale, timeline: Timeline) -> list[str]:
             (p.time, value) for p in timeline.points if (value := getattr(p, attribute)) is not None
         ]
         if len(points) >= 2:
-            out.append(f'<polyline class="series {css}" points="{_path(s, points)}"/>')
+            out.append((css, _path(s, points)))
     end = timeline.end
     last = timeline.points[-1]
     if end is not None and end.time is not None:
         reached = end.working_set if end.working_set is not None else timeline.limit
         if reached is not None:
-            out.append(
-                f'<polyline class="series after" points="'
-                f'{_path(s, [(last.time, last.memory), (end.time, reached)])}"/>'
-            )
+            out.append(("after", _path(s, [(last.time, last.memory), (end.time, reached)])))
     return out
 
 
-def _end(s: _Scale, timeline: Timeline) -> list[str]:
+def _end(s: _Scale, timeline: Timeline) -> EndMark | None:
     end = timeline.end
     if end is None or end.time is None:
-        return []
-    x = s.x(end.time)
+        return None
     kill = end.kind == "oom-kill"
     label = "OOM kill" if kill else "exit"
-    attribute = "data-oom-kill" if kill else "data-exit"
     at = timeline.limit if kill and timeline.limit else end.working_set
-    y = s.y(at) if at is not None else TOP + 8
     when = datetime.fromtimestamp(end.time, UTC).strftime("%H:%M:%S")
-    return [
-        f'<g class="end {end.kind}" {attribute}="{_esc(when)}">'
-        f"<title>{_esc(label)} at {when} UTC: {_esc(end.message)}</title>"
-        f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
-        f'<path d="M{x - 6:.1f},{y - 6:.1f}L{x + 6:.1f},{y + 6:.1f}M{x - 6:.1f},{y + 6:.1f}'
-        f'L{x + 6:.1f},{y - 6:.1f}"/>'
-        f'<text x="{x - 6:.1f}" y="{TOP + 12}" text-anchor="end">{_esc(label)}</text></g>'
-    ]
+    return EndMark(
+        kind=end.kind,
+        attribute="data-oom-kill" if kill else "data-exit",
+        when=when,
+        title=f"{label} at {when} UTC: {end.message}",
+        x=s.x(end.time),
+        y=s.y(at) if at is not None else TOP + 8,
+        label=label,
+    )
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
@@ -231,34 +262,39 @@ def _free(box: Box, placed: list[Box]) -> bool:
     return inside and not _overlaps(box, placed)
 
 
-def _markers(s: _Scale, timeline: Timeline) -> list[str]:
+def _around(x: float, y: float, r: float) -> Box:
+    return (x - r, y - r, x + r, y + r)
+
+
+def _occupied(s: _Scale, timeline: Timeline) -> list[Box]:
+    """What labels must not cover: every marker, the end's label and cross, the limit's value."""
+    placed = [
+        (s.x(p.time) - 6, s.y(p.memory) - 6, s.x(p.time) + 6, s.y(p.memory) + 6)
+        for p in timeline.points
+    ]
+    if timeline.end is not None and timeline.end.time is not None:
+        x = s.x(timeline.end.time)
+        placed.append((x - 70, TOP, x, TOP + 16))
+        at = timeline.limit if timeline.end.kind == "oom-kill" else timeline.end.working_set
+        if at is not None:
+            placed.append((x - 8, s.y(at) - 8, x + 8, s.y(at) + 8))
+    if timeline.limit:
+        y = s.y(timeline.limit)
+        placed.append((LEFT, y - 18, LEFT + 70, y - 2))
+    return placed
+
+
+def _markers(s: _Scale, timeline: Timeline) -> list[Marker]:
     """Snapshot markers; each labelled with its reason where a free spot near it is found.
 
     Labels are laid out greedily in time order: the first spot next to the marker (right of
     it, or left near the right edge) that covers no other label or marker; a label moved off
     its marker gets a leader line. Crowded routine captures keep only their tooltip.
     """
-    placed: list[Box] = []
-    spots = [(p, s.x(p.time), s.y(p.memory)) for p in timeline.points]
-    for _, x, y in spots:
-        placed.append((x - 6, y - 6, x + 6, y + 6))
-    if timeline.end is not None and timeline.end.time is not None:
-        x = s.x(timeline.end.time)
-        placed.append((x - 70, TOP, x, TOP + 16))  # the end's own label
-        at = timeline.limit if timeline.end.kind == "oom-kill" else timeline.end.working_set
-        if at is not None:
-            placed.append((x - 8, s.y(at) - 8, x + 8, s.y(at) + 8))  # its cross
-    if timeline.limit:
-        y = s.y(timeline.limit)
-        placed.append((LEFT, y - 18, LEFT + 70, y - 2))  # the limit's value
-    out = ['<g class="markers">']
-    for p, x, y in spots:
-        out.append(
-            f'<g class="marker{" pre-oom" if p.pre_oom else ""}" '
-            f'data-snapshot="{_esc(p.snapshot)}" '
-            f'data-reason="{_esc(p.reason)}"><title>{_esc(_describe(p))}</title>'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{6 if p.pre_oom else 4.5}"/>'
-        )
+    placed = _occupied(s, timeline)
+    out = []
+    for p in timeline.points:
+        x, y = s.x(p.time), s.y(p.memory)
         text = p.reason + (" (pre-OOM)" if p.pre_oom else "")
         width = 6.4 * len(text) + 4
         room_right = x + width + 12 <= WIDTH - RIGHT
@@ -273,23 +309,15 @@ def _markers(s: _Scale, timeline: Timeline) -> list[str]:
             ),
             None,
         )
+        leader = label = None
         if spot is not None:
             dy, left, box = spot
             placed.append(box)
             base = y + dy
             if abs(dy) > 10 or left != sides[0]:
-                tip = box[2] if left else box[0]
-                out.append(
-                    f'<line class="leader" x1="{x:.1f}" y1="{y:.1f}" x2="{tip:.1f}" '
-                    f'y2="{base - 4:.1f}"/>'
-                )
-            anchor = ' text-anchor="end"' if left else ""
-            out.append(
-                f'<text class="marker-label" x="{box[2] if left else box[0]:.1f}" '
-                f'y="{base:.1f}"{anchor}>{_esc(text)}</text>'
-            )
-        out.append("</g>")
-    out.append("</g>")
+                leader = Line(x, y, box[2] if left else box[0], base - 4)
+            label = Label(box[2] if left else box[0], base, text, anchor_end=left)
+        out.append(Marker(p.snapshot, p.reason, p.pre_oom, _describe(p), x, y, leader, label))
     return out
 
 
