@@ -15,7 +15,10 @@ from oomforensics.pprof.profile import Profile, parse_profile
 HEAP_PROFILE = "heap.pb.gz"
 HEAP_TEXT = "heap.txt"
 GOROUTINE_TEXT = "goroutine.txt"
+GOROUTINE_LEAK_TEXT = "goroutineleak.txt"  # Go 1.26+, GOEXPERIMENT=goroutineleakprofile only
 MANIFEST = "manifest.json"
+# Every file a snapshot directory may hold (only heap.pb.gz is required).
+SNAPSHOT_FILES = (HEAP_PROFILE, HEAP_TEXT, GOROUTINE_TEXT, GOROUTINE_LEAK_TEXT, MANIFEST)
 
 T = TypeVar("T")
 
@@ -27,6 +30,8 @@ class Snapshot:
     heap_text: HeapText | None = None
     goroutines: GoroutineDump | None = None
     manifest: Mapping[str, Any] | None = None
+    # The goroutines Go's GC proved leaked (/debug/pprof/goroutineleak), when it was served.
+    goroutine_leaks: GoroutineDump | None = None
 
     @property
     def rss_bytes(self) -> int | None:
@@ -55,6 +60,11 @@ def snapshot_from_files(source: str, files: Mapping[str, bytes]) -> Snapshot:
             else None
         ),
         manifest=_manifest(source, files[MANIFEST]) if MANIFEST in files else None,
+        goroutine_leaks=(
+            _parse(source, GOROUTINE_LEAK_TEXT, parse_goroutine_text, files[GOROUTINE_LEAK_TEXT])
+            if GOROUTINE_LEAK_TEXT in files
+            else None
+        ),
     )
 
 

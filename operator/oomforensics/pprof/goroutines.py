@@ -1,4 +1,14 @@
-"""Parse `/debug/pprof/goroutine?debug=1`: the total and each distinct stack with its count."""
+"""Parse `/debug/pprof/goroutine?debug=1`: the total and each distinct stack with its count.
+
+The same text form serves Go 1.26's goroutine leak profile (`/debug/pprof/goroutineleak?debug=1`,
+header `goroutineleak profile: total N`): the goroutines the GC proved leaked, blocked on a
+concurrency primitive no running goroutine can reach. It is present only in binaries built
+with GOEXPERIMENT=goroutineleakprofile (runtime/pprof registers it under
+goexperiment.GoroutineLeakProfile; net/http/pprof then serves it, and answers 404 otherwise).
+
+debug=1 stacks leave out runtime frames (runtime.gopark, runtime.selectgo, ...): a goroutine
+parked on a channel or select shows its own function as the leaf.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ from oomforensics.pprof.textformat import (
     snippet,
 )
 
-_HEADER = re.compile(r"^goroutine profile: total (\d+)$")
+_HEADER = re.compile(r"^(goroutine|goroutineleak) profile: total (\d+)$")
 _WHAT = "goroutine profile in debug=1 text form"
 _GROUP = re.compile(r"^(\d+) @((?: 0x[0-9a-fA-F]+)*)\s*$")
 
@@ -43,6 +53,7 @@ class GoroutineGroup:
 class GoroutineDump:
     total: int
     groups: tuple[GoroutineGroup, ...]
+    profile: str = "goroutine"  # or "goroutineleak": only goroutines proven leaked
 
     def by_entry(self) -> Counter[str]:
         return self.counts(lambda group: group.entry)
@@ -82,7 +93,7 @@ def parse_goroutine_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> Goro
             functions.append(function)
     if count is not None:
         groups.append(GoroutineGroup(count, tuple(functions)))
-    return GoroutineDump(int(header.group(1)), tuple(groups))
+    return GoroutineDump(int(header.group(2)), tuple(groups), header.group(1))
 
 
 def goroutine_growth(
@@ -106,6 +117,6 @@ def _header(lines: list[str]) -> tuple[int, re.Match[str]]:
         hint = " (this looks like debug=2 output)" if head.startswith("goroutine ") else ""
         raise InvalidProfile(
             "not a goroutine profile in debug=1 text form: expected "
-            f"'goroutine profile: total N', got {snippet(head)}{hint}"
+            f"'goroutine profile: total N' (or goroutineleak), got {snippet(head)}{hint}"
         )
     return start, header
