@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from oomforensics.analysis.snapshot import (
-    GOROUTINE_TEXT,
     HEAP_PROFILE,
-    HEAP_TEXT,
-    MANIFEST,
+    SNAPSHOT_FILES,
     Snapshot,
     snapshot_from_files,
 )
@@ -16,8 +14,6 @@ from oomforensics.cli.errors import UsageError
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED
 from oomforensics.pprof.errors import ProfileError
 from oomforensics.pprof.profile import parse_profile
-
-SNAPSHOT_FILES = (HEAP_PROFILE, HEAP_TEXT, GOROUTINE_TEXT, MANIFEST)
 
 
 def load_snapshot(path: Path) -> Snapshot:
