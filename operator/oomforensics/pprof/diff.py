@@ -16,7 +16,7 @@ import numpy as np
 
 from oomforensics.pprof.arrays import group_sum
 from oomforensics.pprof.errors import IncompatibleProfiles
-from oomforensics.pprof.profile import Profile, index_stacks
+from oomforensics.pprof.profile import Profile, SampleType, index_stacks
 
 
 class BaseMode(StrEnum):
@@ -84,9 +84,12 @@ def diff_profiles(
     sample_index: str | int | None = "inuse_space",
     mode: BaseMode = BaseMode.DIFF_BASE,
 ) -> HeapDiff:
-    """Every function whose flat or cum changed from `base` to `new`, in pprof's order."""
+    """Every function whose flat or cum changed from `base` to `new`, in pprof's order.
+
+    `sample_index` None is pprof's default: see `default_sample_index`.
+    """
     check_compatible(base, new)
-    index = new.sample_index(sample_index)
+    index = pair_sample_index(base, new, sample_index)
     base_table = function_table(base, index)
     new_table = function_table(new, index)
     functions = []
@@ -108,7 +111,33 @@ def diff_profiles(
     )
 
 
+def pair_sample_index(base: Profile, new: Profile, wanted: str | int | None) -> int:
+    """The sample index `go tool pprof -sample_index=WANTED -diff_base BASE NEW` uses.
+
+    pprof merges the two profiles first; the merged profile's default sample type is the
+    first non-empty one of (new, base). Without -sample_index, pprof takes that type, or
+    else the last sample type (net/http/pprof's heap profiles name inuse_space; /allocs and
+    several collectors name alloc_space; many writers name none).
+    """
+    if wanted is None or wanted == "":
+        default = new.default_sample_type or base.default_sample_type
+        names = [st.type for st in new.sample_types]
+        return names.index(default) if default in names else len(names) - 1
+    return new.sample_index(wanted)
+
+
 def check_compatible(base: Profile, new: Profile) -> None:
+    """Refuse what pprof's merge refuses: different sample types, or period types of
+    different kinds (pprof scales units of one kind, ns and ms say, to a common one)."""
+    if not _compatible_periods(base.period_type, new.period_type):
+
+        def period(p: Profile) -> str:
+            return f"{p.period_type.type}/{p.period_type.unit}" if p.period_type else "none"
+
+        raise IncompatibleProfiles(
+            f"profiles are not comparable: base has period type {period(base)}, "
+            f"new has {period(new)}"
+        )
     if base.sample_types != new.sample_types:
 
         def describe(p: Profile) -> str:
@@ -117,6 +146,27 @@ def check_compatible(base: Profile, new: Profile) -> None:
         raise IncompatibleProfiles(
             f"profiles are not comparable: base has [{describe(base)}], new has [{describe(new)}]"
         )
+
+
+_UNIT_KINDS = (
+    {"b", "byte", "bytes", "kb", "kbyte", "kilobyte", "mb", "mbyte", "megabyte", "gb", "tb"},
+    {
+        "ns", "nanosecond", "nanoseconds", "us", "microsecond", "microseconds", "ms",
+        "millisecond", "milliseconds", "s", "sec", "second", "seconds", "hrs", "hour", "hours",
+        "minute", "minutes", "day", "days", "week", "weeks", "year", "years",
+    },
+)  # fmt: skip
+
+
+def _compatible_periods(a: SampleType | None, b: SampleType | None) -> bool:
+    """pprof's compatibleValueTypes (measurement): no period type disqualifies nothing."""
+    if a is None or b is None:
+        return True
+    if a.type.removesuffix("s") != b.type.removesuffix("s"):
+        return False
+    if a.unit == b.unit:
+        return True
+    return any(a.unit.lower() in kind and b.unit.lower() in kind for kind in _UNIT_KINDS)
 
 
 def _report_total(base: Profile, new: Profile, index: int, mode: BaseMode) -> int:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -38,6 +38,7 @@ from oomforensics.pprof.arrays import (
 )
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED, gunzip_bounded, is_gzip
 from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge, UnknownSampleIndex
+from oomforensics.pprof.names import pprof_name
 
 Stack = tuple[str, ...]
 """Function names of one call stack, leaf first (index 0 is where the sample was taken)."""
@@ -198,6 +199,8 @@ class Profile:
     period: int = 0
     period_type: SampleType | None = None
     comments: tuple[str, ...] = ()
+    # Names pprof prints shortened (see `names`) -> the function's full system name.
+    full_names: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_stacks(
@@ -243,6 +246,8 @@ class Profile:
                 return index
         elif wanted in names:
             return names.index(wanted)
+        elif wanted.removeprefix("inuse_") in names:  # pprof: inuse_space for "space"
+            return names.index(wanted.removeprefix("inuse_"))
         raise UnknownSampleIndex(
             f"sample index {wanted!r} is not in this profile (it has: {', '.join(names)})"
         )
@@ -417,12 +422,7 @@ def parse_profile(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> Pro
         # Decode message by message instead: the same profile, or the exact error. (A profile
         # is untrusted input: whatever trips the vectorised decoder gets the careful one.)
         pass
-    message = profile_pb2.Profile()
-    try:
-        message.ParseFromString(raw)
-    except DecodeError:
-        raise InvalidProfile(f"not a pprof profile ({_describe(data)})") from None
-    return _build(message, data)
+    return _build(view, data)
 
 
 def _describe(data: bytes) -> str:
@@ -437,11 +437,15 @@ def _describe(data: bytes) -> str:
 class _Header:
     """What both decoders read the same way: strings, sample types, mappings, metadata."""
 
-    def __init__(self, msg: profile_pb2.Profile | profile_pb2.ProfileView, original: bytes) -> None:
-        strings: Sequence[str] = msg.string_table
-        if not strings or strings[0] != "":
+    def __init__(self, msg: profile_pb2.ProfileView, original: bytes) -> None:
+        # The string table is read as bytes: Go's decoder (pprof's) does not check UTF-8, and
+        # upb would refuse the whole profile for one bad name. Invalid bytes become lone
+        # surrogates, which print back as the same bytes (surrogateescape), as pprof prints.
+        raw = msg.string_table
+        if not raw or raw[0] != b"":
             raise InvalidProfile(f"not a pprof profile ({_describe(original)}: bad string table)")
-        self.strings = strings
+        self.strings: Sequence[str] = [b.decode("utf-8", "surrogateescape") for b in raw]
+        self._full_names: dict[str, str] = {}
         self.sample_types = tuple(
             SampleType(self.text(vt.type, "sample_type"), self.text(vt.unit, "sample_type"))
             for vt in msg.sample_type
@@ -454,9 +458,16 @@ class _Header:
             raise InvalidProfile(f"{what} refers to string {index}, beyond the string table")
         return self.strings[index]
 
-    def profile(
-        self, msg: profile_pb2.Profile | profile_pb2.ProfileView, samples: Samples
-    ) -> Profile:
+    def function_name(self, fn: profile_pb2.Function) -> str:
+        """The function's name as pprof prints it (see `names`); "" when it has none."""
+        name = self.text(fn.name, "function")
+        system_name = self.text(fn.system_name, "function")
+        shown = pprof_name(name, system_name)
+        if shown and shown != name:
+            self._full_names.setdefault(shown, system_name)
+        return shown
+
+    def profile(self, msg: profile_pb2.ProfileView, samples: Samples) -> Profile:
         text = self.text
         period_type = (
             SampleType(
@@ -475,6 +486,7 @@ class _Header:
             period=msg.period,
             period_type=period_type,
             comments=tuple(text(c, "comment") for c in msg.comment),
+            full_names=self._full_names,
         )
 
 
@@ -654,9 +666,10 @@ def _name_locations(
     count = locations.ids.size
     if np.unique(locations.ids).size != count:
         raise wire.Unsupported("duplicate location ids")
-    pairs = [(fn.id, fn.name) for fn in view.function]
-    function_ids = np.array([fid for fid, _ in pairs], dtype=np.uint64)
-    function_names = np.array([name for _, name in pairs], dtype=np.int64)
+    function_ids = np.fromiter((fn.id for fn in view.function), np.uint64, len(view.function))
+    # Each function's name, as an index into `shown` (names as pprof prints them).
+    shown = [header.function_name(fn) for fn in view.function]
+    function_names = np.arange(len(shown), dtype=np.int64)
     if np.unique(function_ids).size != function_ids.size:
         raise wire.Unsupported("duplicate function ids")
     mapping_ids = locations.mapping_ids
@@ -671,17 +684,12 @@ def _name_locations(
         raise wire.Unsupported("a line refers to a missing function")
     line_strings = np.full(line_functions.size, -1, dtype=np.int64)
     line_strings[named] = function_names[position]
-    if named.any() and not (
-        (line_strings[named] >= 0).all() and (line_strings[named] < len(header.strings)).all()
-    ):
-        raise wire.Unsupported("a function name beyond the string table")
 
     # Nodes: one per distinct display name. A function with an empty name and a line without
     # a function are named after the location's binary, as pprof does.
     node_of: dict[str, int] = {}
     used, string_slot = np.unique(line_strings[named], return_inverse=True)
-    strings = list(header.strings)
-    string_names = [strings[s] for s in used.tolist()]
+    string_names = [shown[s] for s in used.tolist()]
     string_nodes = np.array(
         [node_of.setdefault(name, len(node_of)) if name else -1 for name in string_names],
         dtype=np.int32,
@@ -818,13 +826,15 @@ def _prunes(name: str, drop: re.Pattern[str], keep: re.Pattern[str] | None) -> b
 # --- message-by-message decoding: any valid profile, and the exact error for others --------
 
 
-def _build(msg: profile_pb2.Profile, original: bytes) -> Profile:
-    header = _Header(msg, original)
+def _build(view: profile_pb2.ProfileView, original: bytes) -> Profile:
+    header = _Header(view, original)
     width = len(header.sample_types)
-    frames, pruned, pruned_beneath = _location_frames(msg, header.text)
+    locations = [_decode(profile_pb2.Location, raw, original) for raw in view.location]
+    frames, pruned, pruned_beneath = _location_frames(view, locations, header)
     rows: list[tuple[Stack, Sequence[int]]] = []
     stack_cache: dict[tuple[int, ...], Stack] = {}
-    for sample in msg.sample:
+    for raw in view.sample:
+        sample = _decode(profile_pb2.Sample, raw, original)
         values = tuple(sample.value)
         if len(values) != width:
             raise InvalidProfile(f"a sample has {len(values)} values for {width} sample types")
@@ -834,13 +844,24 @@ def _build(msg: profile_pb2.Profile, original: bytes) -> Profile:
             stack = _stack(ids, frames, pruned, pruned_beneath)
             stack_cache[ids] = stack
         rows.append((stack, values))
-    return header.profile(msg, Samples.from_rows(rows, width))
+    return header.profile(view, Samples.from_rows(rows, width))
+
+
+_Message = TypeVar("_Message", profile_pb2.Sample, profile_pb2.Location)
+
+
+def _decode(kind: type[_Message], raw: bytes, original: bytes) -> _Message:
+    try:
+        return kind.FromString(raw)
+    except DecodeError:
+        raise InvalidProfile(f"not a pprof profile ({_describe(original)})") from None
 
 
 def _location_frames(
-    msg: profile_pb2.Profile, text: _Text
+    msg: profile_pb2.ProfileView, locations: Sequence[profile_pb2.Location], header: _Header
 ) -> tuple[dict[int, Stack], set[int], set[int]]:
     """Name every location's frames (leaf first) and apply drop_frames/keep_frames line trimming."""
+    text = header.text
     functions = {fn.id: fn for fn in msg.function}
     objfiles = {m.id: text(m.filename, "mapping") for m in msg.mapping}
     drop = _compile(text(msg.drop_frames, "drop_frames"))
@@ -849,7 +870,7 @@ def _location_frames(
     frames: dict[int, Stack] = {}
     pruned: set[int] = set()
     pruned_beneath: set[int] = set()
-    for loc in msg.location:
+    for loc in locations:
         if loc.mapping_id and loc.mapping_id not in objfiles:
             raise InvalidProfile(f"location {loc.id} refers to missing mapping {loc.mapping_id}")
         objfile = objfiles.get(loc.mapping_id, "")
@@ -865,7 +886,7 @@ def _location_frames(
                 raise InvalidProfile(
                     f"location {loc.id} refers to missing function {line.function_id}"
                 )
-            name = text(fn.name, "function")
+            name = header.function_name(fn)
             names.append(name or _unnamed(objfile))
             raw_names.append(name)
         if not names:

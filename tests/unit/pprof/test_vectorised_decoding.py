@@ -61,13 +61,13 @@ def rows(profile: Profile) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
 
 
 def reference(raw: bytes) -> object:
-    message = profile_pb2.Profile()
+    view = profile_pb2.ProfileView()
     try:
-        message.ParseFromString(raw)
+        view.ParseFromString(raw)
     except DecodeError:
         return ("error", f"not a pprof profile ({profile_module._describe(raw)})")
     try:
-        return rows(profile_module._build(message, raw))
+        return rows(profile_module._build(view, raw))
     except InvalidProfile as exc:
         return ("error", str(exc))
 
