@@ -39,11 +39,14 @@ class RunIdentity:
     pod: str = ""
     container: str = ""
     run: int = -1  # -1: unknown
+    pod_uid: str = ""  # tells apart pods recreated under the same name
 
     @property
     def title(self) -> str:
         parts = [p for p in (self.namespace, self.pod) if p]
         where = "/".join(parts) or "snapshots"
+        if self.pod_uid:
+            where += f" (uid {self.pod_uid.split('-', 1)[0][:8]})"
         if self.container:
             where += f" · {self.container}"
         if self.run >= 0:
@@ -51,8 +54,8 @@ class RunIdentity:
         return where
 
     @property
-    def container_key(self) -> tuple[str, str, str, str]:
-        return (self.namespace, self.investigation, self.pod, self.container)
+    def container_key(self) -> tuple[str, str, str, str, str]:
+        return (self.namespace, self.investigation, self.pod, self.pod_uid, self.container)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +175,12 @@ def run_identity(snapshot: Snapshot, folder: str = "") -> RunIdentity:
             pod=_text(manifest, "pod"),
             container=_text(manifest, "container"),
             run=run,
+            pod_uid=_text(manifest, "podUid"),
         )
     parts = [p for p in folder.replace("\\", "/").split("/") if p]
-    if len(parts) >= 5 and re.fullmatch(r"run-\d+", parts[-1]):
-        namespace, investigation, pod, container = parts[-5:-1]
-        return RunIdentity(namespace, investigation, pod, container, int(parts[-1][4:]))
+    if len(parts) >= 6 and re.fullmatch(r"run-\d+", parts[-1]):
+        namespace, investigation, pod, uid, container = parts[-6:-1]
+        return RunIdentity(namespace, investigation, pod, container, int(parts[-1][4:]), uid)
     return RunIdentity(pod=parts[-1] if parts else "")
 
 

@@ -156,10 +156,14 @@ def test_a_single_snapshot_has_a_timeline_but_no_comparison():
 
 
 def test_identity_from_the_manifest_else_from_the_archive_folders():
-    assert run_identity(SNAPSHOTS[0]) == RunIdentity("prod", "checkout-mi", "api-7f9", "api", 0)
-    bare = snapshot_from_files("/x/ns/mi/pod-1/main/run-3/s", {"heap.pb.gz": heap(0)})
-    assert run_identity(bare, "/x/ns/mi/pod-1/main/run-3") == RunIdentity(
-        "ns", "mi", "pod-1", "main", 3
+    assert run_identity(SNAPSHOTS[0]) == RunIdentity(
+        "prod", "checkout-mi", "api-7f9", "api", 0, "uid-1"
+    )
+    bare = snapshot_from_files("/x/ns/mi/pod-1/u-1/main/run-3/s", {"heap.pb.gz": heap(0)})
+    assert run_identity(bare, "/x/ns/mi/pod-1/u-1/main/run-3") == RunIdentity(
+        "ns", "mi", "pod-1", "main", 3, "u-1"
     )
     assert run_identity(bare, "/tmp/mapcache").pod == "mapcache"
     assert RunIdentity("prod", "mi", "api-7f9", "api", 2).title == "prod/api-7f9 · api · run 2"
+    recreated = RunIdentity("prod", "mi", "db-0", "db", 0, "0b8e7c1d-5a2f-4c3e")
+    assert recreated.title == "prod/db-0 (uid 0b8e7c1d) · db · run 0"
