@@ -59,6 +59,7 @@ from oomforensics.capture.client import CaptureSettings, PprofClient  # noqa: E4
 from oomforensics.k8s.settings import OperatorSettings  # noqa: E402
 from oomforensics.pprof import profile_pb2  # noqa: E402
 from oomforensics.pprof.heaptext import parse_heap_text  # noqa: E402
+from oomforensics.triggers.model import ContainerRun  # noqa: E402
 from tests.support.moto import MotoServer  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -248,9 +249,8 @@ async def capture_once(
     if not captured.ok:
         series.failures.append("; ".join(f"{n}: {e}" for n, e in captured.errors.items()))
         return None
-    key = SnapshotKey(
-        "bench", "latency", f"pod-{series.label}", "app", index, captured.started_at, "threshold-80"
-    )
+    run = ContainerRun("bench", f"pod-{series.label}", "0000", "app", index)
+    key = SnapshotKey("latency", run, captured.started_at, "threshold-80")
     memstats = None
     if "heap.txt" in captured.files:
         heap = await asyncio.to_thread(parse_heap_text, captured.files["heap.txt"])
@@ -258,7 +258,6 @@ async def capture_once(
     manifest = build_manifest(
         key,
         captured.files,
-        pod_uid="0000",
         working_set_bytes=100 * 2**20,
         limit_bytes=128 * 2**20,
         node="node-1",

@@ -66,8 +66,8 @@ from oomforensics.local.cgroup import CgroupError, MemoryCgroup
 from oomforensics.local.launch import spawn
 from oomforensics.local.memory import CgroupMemory, MemoryReading
 from oomforensics.local.probes import ChildExit
-from oomforensics.local.watcher import Exit, Identity, WatchResult
-from oomforensics.triggers.model import TriggerSettings
+from oomforensics.local.watcher import Exit, WatchResult
+from oomforensics.triggers.model import ContainerRun, TriggerSettings
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -331,7 +331,7 @@ async def one_run(
     archive = Archive.from_url(archive_dir.as_uri())
     spool = Spool(work / f"spool-{name}", SPOOL_BYTES)
     pod = f"leaky-{plan.speed_s:g}s-{plan.variant}"
-    identity = Identity("local", "bench-preoom", pod, "main", run=index, uid=f"local:{pod}")
+    container_run = ContainerRun("local", pod, f"local-{pod}", "main", index)
     stop = asyncio.Event()
     timeout = run.calm_s + 4 * plan.speed_s + 60
     result: WatchResult | None = None
@@ -354,7 +354,8 @@ async def one_run(
                         base + "/debug/pprof",
                         RecordingMemory(CgroupMemory(cgroup), run),
                         plan.limit,
-                        identity,
+                        "bench-preoom",
+                        container_run,
                         archive,
                         spool,
                         client,

@@ -179,7 +179,7 @@ async def _converged(
 
 async def _has_oom_record(archive: Archive, key: SnapshotKey) -> bool:
     try:
-        await archive.read_run_file(key, "oom.json")
+        await archive.read_run_file(key.investigation, key.container_run, "oom.json")
     except SnapshotNotFound:
         return False
     return True

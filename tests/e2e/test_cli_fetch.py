@@ -223,8 +223,9 @@ def test_list_name_groups_the_snapshots_by_container_run(scenario: Scenario) -> 
     text = result.stdout
     kill = scenario.status["oomKills"][0]
     assert f"archive    {scenario.url}" in text
-    assert "pod checkout" in text
-    assert f"container app, run 0, OOM-killed {kill['time']}" in text
+    assert f"pod checkout (uid {kill['uid'][:8]}, first snapshot " in text
+    when = kill["time"].replace("T", " ").removesuffix("Z")
+    assert f"container app, run 0, OOM-killed {when}" in text
     run0 = text.split("container app, run 0")[1].split("container app, run 1")[0]
     lines = [line.split() for line in run0.splitlines()[1:] if line.strip()]
     assert lines[0][:4] == ["TIME", "REASON", "%", "OF"]
@@ -247,17 +248,18 @@ def test_fetch_the_oom_kill_then_compare_with_go_tool_pprof(scenario: Scenario) 
     snapshots, downloaded, present = summary_of(result.stdout)
     assert snapshots >= 2 and downloaded >= 2 * 2 and present == 0
     kill = scenario.status["oomKills"][0]
-    run0 = out / "default" / NAME / "checkout" / "app" / "run-0"
+    run0 = out / "default" / NAME / "checkout" / kill["uid"] / "app" / "run-0"
     fetched = sorted(p.name for p in run0.iterdir() if p.is_dir())
     assert len(fetched) == snapshots
     # how the run ended comes along, for the report's OOM marker
     assert json.loads((run0 / "oom.json").read_text())["preOomSnapshot"] == kill["preOomSnapshot"]
     assert fetched[0].endswith("-baseline")
-    assert kill["preOomSnapshot"] == f"default/{NAME}/checkout/app/run-0/{fetched[-1]}/"
+    where = f"default/{NAME}/checkout/{kill['uid']}/app/run-0"
+    assert kill["preOomSnapshot"] == f"{where}/{fetched[-1]}/"
     for folder in run0.iterdir():
         if folder.is_dir():
             assert_verified(folder)
-    assert not (out / "default" / NAME / "checkout" / "app" / "run-1").exists()
+    assert not (run0.parent / "run-1").exists()
 
     assert "baseline vs pre-OOM" in result.stdout
     (pprof,) = commands(result.stdout, "go tool pprof")
@@ -476,7 +478,8 @@ def test_report_of_an_investigation_fetches_it_and_marks_each_kill(scenario: Sce
     assert result.returncode == 0, result.stderr
     assert "fetched" in result.stderr and f"wrote {out}" in result.stdout
     fetched = scenario.workdir / "cache" / "fetched" / "default" / NAME
-    assert (fetched / "checkout" / "app" / "run-0" / "oom.json").is_file()
+    uid = scenario.status["oomKills"][0]["uid"]
+    assert (fetched / "checkout" / uid / "app" / "run-0" / "oom.json").is_file()
     page = out.read_text()
     assert page.count('class="end oom-kill"') == len(scenario.status["oomKills"])
     assert "main.fetchReport" in page
@@ -504,7 +507,8 @@ def test_fetch_from_the_archive_alone_after_the_investigation_is_deleted(
     assert result.returncode == 0, result.stderr
     snapshots, _, _ = summary_of(result.stdout)
     pre = scenario.status["oomKills"][-1]["preOomSnapshot"]
-    run = out / "default" / NAME / "checkout" / "app" / "run-0"
+    uid = scenario.status["oomKills"][-1]["uid"]
+    run = out / "default" / NAME / "checkout" / uid / "app" / "run-0"
     names = sorted(p.name for p in run.iterdir() if p.is_dir())
     assert (run / "oom.json").is_file()
     assert snapshots == 2 and len(names) == 2  # --last 1: the pre-OOM one and the baseline

@@ -96,7 +96,7 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     assert kill["pod"] == "checkout" and kill["container"] == "app" and kill["run"] == 0
     assert kill["exitCode"] == 137
     pre = kill["preOomSnapshot"]
-    assert pre.startswith("default/checkout-oom/checkout/app/run-0/")
+    assert pre.startswith(f"default/checkout-oom/checkout/{kill['uid']}/app/run-0/")
     assert float(kill["percentOfLimit"].rstrip("%")) >= 80
     reason = pre.rstrip("/").rsplit("-", 2)
     threshold = reason_threshold("-".join(reason[-2:]))

@@ -2,7 +2,6 @@
 watcher samples it like the kubelet, and the kernel SIGKILLs it at the limit. The run must
 end with a pre-OOM snapshot, taken at or above the first threshold, durable in the archive."""
 
-import json
 import os
 
 import pytest
@@ -16,8 +15,9 @@ from oomforensics.local.launch import KillAtLimit, StandInExit, spawn
 from oomforensics.local.memory import CgroupMemory, MemorySource, ProcMemory
 from oomforensics.local.probes import ChildExit
 from oomforensics.local.session import evidence
-from oomforensics.local.watcher import ExitProbe, Identity
-from oomforensics.triggers.model import TriggerSettings
+from oomforensics.local.watcher import ExitProbe
+from oomforensics.triggers.end_of_run import EndOfRun
+from oomforensics.triggers.model import ContainerRun, TriggerSettings
 from tests.support.leaky import FIXTURE_BIN
 
 pytestmark = pytest.mark.gotool
@@ -45,7 +45,7 @@ async def test_oom_kill_leaves_a_pre_oom_snapshot_above_the_first_threshold(tmp_
         min_sample_interval=0.25,
         cooldown=5,
     )
-    identity = Identity("local", "oom-test", "leaky", "main", run=0, uid="local:test")
+    run = ContainerRun("local", "leaky", "local-test", "main", 0)
     try:
         async with (
             spawn(command, cgroup) as (process, base),
@@ -62,7 +62,8 @@ async def test_oom_kill_leaves_a_pre_oom_snapshot_above_the_first_threshold(tmp_
                 base + "/debug/pprof",
                 memory,
                 LIMIT,
-                identity,
+                "oom-test",
+                run,
                 archive,
                 Spool(tmp_path / "spool", 64 * MiB),
                 client,
@@ -87,8 +88,8 @@ async def test_oom_kill_leaves_a_pre_oom_snapshot_above_the_first_threshold(tmp_
     assert pre.key in stored
     manifest, files = await archive.read_snapshot(pre.key)  # verifies every sha256
     assert "heap.pb.gz" in files and manifest.limit_bytes == LIMIT
-    record = json.loads(await archive.read_run_file(pre.key, "oom.json"))
-    assert record["reason"] == "OOMKilled" and record["preOomSnapshot"] == pre.key.name
+    record = EndOfRun.from_bytes(await archive.read_run_file("oom-test", run, "oom.json"))
+    assert record.oom_killed and record.pre_oom_snapshot == pre.key.path()
 
     found = await evidence(archive, result)
     assert found is not None and found.comparison.leak_suspected

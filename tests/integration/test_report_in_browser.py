@@ -27,8 +27,8 @@ from oomforensics.local.cgroup import CgroupError, MemoryCgroup
 from oomforensics.local.launch import KillAtLimit, StandInExit, spawn
 from oomforensics.local.memory import CgroupMemory, MemorySource, ProcMemory
 from oomforensics.local.probes import ChildExit
-from oomforensics.local.watcher import ExitProbe, Identity
-from oomforensics.triggers.model import TriggerSettings
+from oomforensics.local.watcher import ExitProbe
+from oomforensics.triggers.model import ContainerRun, TriggerSettings
 from tests.support.browser import Browser, require_chromium
 from tests.support.leaky import FIXTURE_BIN
 
@@ -73,7 +73,7 @@ async def oom_kill(archive: Archive, tmp: Path, pod: str, mode: str, args, run: 
         )
     except CgroupError:
         cgroup = None  # the stand-in kills at the limit instead of the kernel
-    identity = Identity("local", "report-test", pod, "main", run=run, uid=f"local:{pod}-{run}")
+    container_run = ContainerRun("local", pod, f"local-{pod}-{run}", "main", run)
     try:
         async with (
             spawn(command, cgroup) as (process, base),
@@ -90,7 +90,8 @@ async def oom_kill(archive: Archive, tmp: Path, pod: str, mode: str, args, run: 
                 base + "/debug/pprof",
                 memory,
                 LIMIT,
-                identity,
+                "report-test",
+                container_run,
                 archive,
                 Spool(tmp / f"spool-{pod}-{run}", 64 * MiB),
                 client,

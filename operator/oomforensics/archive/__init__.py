@@ -3,7 +3,7 @@
 An edge package: it does I/O. Layout and manifest are pure and importable on their own.
 """
 
-from oomforensics.archive.layout import ContainerRun, InvalidSnapshotKey, SnapshotKey
+from oomforensics.archive.layout import InvalidSnapshotKey, SnapshotKey, run_path
 from oomforensics.archive.manifest import (
     ALLOCS_PROFILE,
     GOROUTINE_TEXT,
@@ -36,7 +36,6 @@ __all__ = [
     "Archive",
     "ArchiveError",
     "ChecksumMismatch",
-    "ContainerRun",
     "FileDigest",
     "InvalidManifest",
     "InvalidSnapshotKey",
@@ -52,4 +51,5 @@ __all__ = [
     "apply_retention",
     "build_manifest",
     "plan_retention",
+    "run_path",
 ]

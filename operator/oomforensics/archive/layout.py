@@ -1,9 +1,12 @@
 """Where a snapshot lives in the archive: the key layout, pure (no I/O).
 
-    {prefix}/{namespace}/{investigation}/{pod}/{container}/run-{restartCount}/{timestamp}-{reason}/
+    {prefix}/{namespace}/{investigation}/{pod}/{pod uid}/{container}/run-{restartCount}/
+        {timestamp}-{reason}/
 
-The timestamp is UTC with milliseconds (``20261126T031200.123Z``), so a plain lexical sort
-of the keys of one container run is also the order in time.
+The pod uid keeps pod incarnations apart: a StatefulSet pod recreated under the same name
+starts again at restartCount 0 and must not find the old pod's runs. The timestamp is UTC
+with milliseconds (``20261126T031200.123Z``), so a plain lexical sort of the keys of one
+container run is also the order in time.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from oomforensics.triggers.model import ContainerRun
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S"
 _TIMESTAMP = re.compile(r"\d{8}T\d{6}\.\d{3}Z")
@@ -21,6 +26,7 @@ MAX_REASON_LENGTH = 63
 # not a reason to capture: keep the capture reason and mark the key as pre-OOM later.
 RESERVED_REASONS = frozenset({"pre-oom"})
 _RUN = re.compile(r"run-(0|[1-9]\d*)")
+SEGMENTS = 7  # namespace, investigation, pod, pod uid, container, run-N, timestamp-reason
 
 
 class InvalidSnapshotKey(ValueError):
@@ -96,63 +102,71 @@ def to_utc_millis(moment: datetime) -> datetime:
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerRun:
-    """One life of one container: what a restart (an OOM kill, for one) ends."""
-
-    namespace: str
-    investigation: str
-    pod: str
-    container: str
-    run: int
-
-    def path(self, prefix: str = "") -> str:
-        """The run's folder (its snapshots' parent), ending with `/`."""
-        for value, what in (
-            (self.namespace, "namespace"),
-            (self.investigation, "investigation"),
-            (self.pod, "pod"),
-            (self.container, "container"),
-        ):
-            check_segment(value, what)
-        if isinstance(self.run, bool) or not isinstance(self.run, int) or self.run < 0:
-            raise InvalidSnapshotKey(f"run must be an integer >= 0, got {self.run!r}")
-        root = normalize_prefix(prefix)
-        parts = [self.namespace, self.investigation, self.pod, self.container, f"run-{self.run}"]
-        return "/".join([root, *parts] if root else parts) + "/"
+def run_path(investigation: str, run: ContainerRun, prefix: str = "") -> str:
+    """The folder of one container run of an investigation (its snapshots' parent), with `/`."""
+    for value, what in (
+        (run.namespace, "namespace"),
+        (investigation, "investigation"),
+        (run.pod, "pod"),
+        (run.pod_uid, "pod uid"),
+        (run.container, "container"),
+    ):
+        check_segment(value, what)
+    root = normalize_prefix(prefix)
+    parts = [
+        run.namespace,
+        investigation,
+        run.pod,
+        run.pod_uid,
+        run.container,
+        f"run-{run.restart_count}",
+    ]
+    return "/".join([root, *parts] if root else parts) + "/"
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotKey:
-    """The identity of one snapshot; `path()` is its folder in the archive.
+    """The identity of one snapshot: an investigation's capture of a container run at a time.
 
-    `captured_at` is normalized to UTC and truncated to milliseconds, so a key survives a
-    round trip through its path unchanged.
+    `path()` is its folder in the archive. `captured_at` is normalized to UTC and truncated to
+    milliseconds, so a key survives a round trip through its path unchanged.
     """
 
-    namespace: str
     investigation: str
-    pod: str
-    container: str
-    run: int
+    container_run: ContainerRun
     captured_at: datetime
     reason: str
 
     def __post_init__(self) -> None:
-        check_segment(self.namespace, "namespace")
-        check_segment(self.investigation, "investigation")
-        check_segment(self.pod, "pod")
-        check_segment(self.container, "container")
-        if isinstance(self.run, bool) or not isinstance(self.run, int) or self.run < 0:
+        if not isinstance(self.container_run, ContainerRun):
             raise InvalidSnapshotKey(
-                f"run (the container's restartCount) must be an integer >= 0, got {self.run!r}"
+                f"container_run must be a ContainerRun, got {type(self.container_run).__name__}"
             )
+        check_segment(self.investigation, "investigation")
+        run_path(self.investigation, self.container_run)  # checks every segment
         check_reason(self.reason)
         object.__setattr__(self, "captured_at", to_utc_millis(self.captured_at))
 
     @property
-    def container_run(self) -> ContainerRun:
-        return ContainerRun(self.namespace, self.investigation, self.pod, self.container, self.run)
+    def namespace(self) -> str:
+        return self.container_run.namespace
+
+    @property
+    def pod(self) -> str:
+        return self.container_run.pod
+
+    @property
+    def pod_uid(self) -> str:
+        return self.container_run.pod_uid
+
+    @property
+    def container(self) -> str:
+        return self.container_run.container
+
+    @property
+    def run(self) -> int:
+        """The container's restartCount while it ran: the `run-N` of the folder."""
+        return self.container_run.restart_count
 
     @property
     def timestamp(self) -> str:
@@ -163,9 +177,13 @@ class SnapshotKey:
         """The last path segment: `{timestamp}-{reason}`."""
         return f"{self.timestamp}-{self.reason}"
 
+    def run_path(self, prefix: str = "") -> str:
+        """The folder of the snapshot's container run, ending with `/`."""
+        return run_path(self.investigation, self.container_run, prefix)
+
     def path(self, prefix: str = "") -> str:
         """The snapshot's folder, ending with `/`."""
-        return f"{self.container_run.path(prefix)}{self.name}/"
+        return f"{self.run_path(prefix)}{self.name}/"
 
     def sort_key(self) -> tuple[datetime, str]:
         """Time first; the path breaks ties so the order is total and stable."""
@@ -181,27 +199,65 @@ class SnapshotKey:
                 raise InvalidSnapshotKey(f"path {path!r} is not under prefix {root!r}")
             rest = rest[len(root) :].lstrip("/")
         parts = rest.split("/") if rest else []
-        if len(parts) != 6:
+        if len(parts) != SEGMENTS:
             raise InvalidSnapshotKey(
-                f"path {path!r} must be {{namespace}}/{{investigation}}/{{pod}}/{{container}}/"
-                f"run-{{restartCount}}/{{timestamp}}-{{reason}}/ below the prefix, "
+                f"path {path!r} must be {{namespace}}/{{investigation}}/{{pod}}/{{pod uid}}/"
+                f"{{container}}/run-{{restartCount}}/{{timestamp}}-{{reason}}/ below the prefix, "
                 f"got {len(parts)} segment(s)"
             )
-        namespace, investigation, pod, container, run_segment, name = parts
-        run_match = _RUN.fullmatch(run_segment)
-        if not run_match:
-            raise InvalidSnapshotKey(f"segment {run_segment!r} of {path!r} must be run-<integer>")
+        namespace, investigation, pod, uid, container, run_segment, name = parts
+        restart_count = parse_run_segment(run_segment, path)
         if len(name) < _TIMESTAMP_LEN + 2 or name[_TIMESTAMP_LEN] != "-":
             raise InvalidSnapshotKey(
                 f"segment {name!r} of {path!r} must be <timestamp>-<reason>, "
                 "e.g. 20261126T031200.123Z-periodic"
             )
         return cls(
-            namespace=namespace,
             investigation=investigation,
-            pod=pod,
-            container=container,
-            run=int(run_match.group(1)),
+            container_run=ContainerRun(namespace, pod, uid, container, restart_count),
             captured_at=parse_timestamp(name[:_TIMESTAMP_LEN]),
             reason=check_reason(name[_TIMESTAMP_LEN + 1 :]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which snapshots a listing wants, segment by segment of the layout (None: any)."""
+
+    namespace: str | None = None
+    investigation: str | None = None
+    pod: str | None = None
+    pod_uid: str | None = None
+    container: str | None = None
+    run: int | None = None
+
+    def segments(self) -> list[tuple[str | None, str]]:
+        """The folder segments the filters fix, in layout order, with their names."""
+        run = None if self.run is None else f"run-{self.run}"
+        return [
+            (self.namespace, "namespace"),
+            (self.investigation, "investigation"),
+            (self.pod, "pod"),
+            (self.pod_uid, "pod uid"),
+            (self.container, "container"),
+            (run, "run"),
+        ]
+
+    def matches(self, key: SnapshotKey) -> bool:
+        return (
+            (self.namespace is None or key.namespace == self.namespace)
+            and (self.investigation is None or key.investigation == self.investigation)
+            and (self.pod is None or key.pod == self.pod)
+            and (self.pod_uid is None or key.pod_uid == self.pod_uid)
+            and (self.container is None or key.container == self.container)
+            and (self.run is None or key.run == self.run)
+        )
+
+
+def parse_run_segment(segment: str, path: str = "") -> int:
+    """`run-3` -> 3."""
+    match = _RUN.fullmatch(segment)
+    if not match:
+        where = f" of {path!r}" if path else ""
+        raise InvalidSnapshotKey(f"segment {segment!r}{where} must be run-<integer>")
+    return int(match.group(1))

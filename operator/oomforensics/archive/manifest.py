@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from oomforensics import __version__
-from oomforensics.archive.layout import InvalidSnapshotKey, SnapshotKey, to_utc_millis
+from oomforensics.archive.layout import SnapshotKey, to_utc_millis
+from oomforensics.triggers.model import ContainerRun
 
 MANIFEST_NAME = "manifest.json"
 HEAP_PROFILE = "heap.pb.gz"
@@ -88,10 +89,10 @@ class Manifest:
     def __post_init__(self) -> None:
         try:
             key = self.key  # validates the key fields and normalizes captured_at
-        except InvalidSnapshotKey as exc:
+        except ValueError as exc:  # InvalidSnapshotKey, or the run's own checks
             raise InvalidManifest(f"manifest key: {exc}") from exc
         object.__setattr__(self, "captured_at", key.captured_at)
-        for name in ("pod_uid", "node", "image", "tool_name", "tool_version"):
+        for name in ("node", "image", "tool_name", "tool_version"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidManifest(f"{name} must be a string, got {getattr(self, name)!r}")
         _check_bytes("working_set_bytes", self.working_set_bytes, optional=False)
@@ -116,11 +117,14 @@ class Manifest:
     @property
     def key(self) -> SnapshotKey:
         return SnapshotKey(
-            namespace=self.namespace,
             investigation=self.investigation,
-            pod=self.pod,
-            container=self.container,
-            run=self.run,
+            container_run=ContainerRun(
+                namespace=self.namespace,
+                pod=self.pod,
+                pod_uid=self.pod_uid,
+                container=self.container,
+                restart_count=self.run,
+            ),
             captured_at=self.captured_at,
             reason=self.reason,
         )
@@ -223,7 +227,6 @@ def build_manifest(
     key: SnapshotKey,
     files: Mapping[str, bytes],
     *,
-    pod_uid: str,
     working_set_bytes: int,
     limit_bytes: int | None,
     node: str = "",
@@ -234,6 +237,7 @@ def build_manifest(
 ) -> Manifest:
     """The manifest of `files` captured under `key`, with their sha256 and size.
 
+    The key names the container run (pod uid included) the manifest records.
     `node` and `image` are empty when unknown (local mode watches a process, not a pod).
     """
     return Manifest(
@@ -244,7 +248,7 @@ def build_manifest(
         run=key.run,
         captured_at=key.captured_at,
         reason=key.reason,
-        pod_uid=pod_uid,
+        pod_uid=key.pod_uid,
         node=node,
         image=image,
         working_set_bytes=working_set_bytes,

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
-from oomforensics.archive.layout import ContainerRun, SnapshotKey
+from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive, ArchiveError, StorageUnavailable
 
@@ -46,9 +46,9 @@ def plan_retention(
     protected: Set[SnapshotKey] = frozenset(),
 ) -> list[SnapshotKey]:
     """The snapshots to delete, oldest first. `protected`: keys marked pre-OOM (or pinned)."""
-    runs: dict[ContainerRun, list[tuple[SnapshotKey, Manifest]]] = {}
+    runs: dict[str, list[tuple[SnapshotKey, Manifest]]] = {}  # by run folder
     for key, manifest in snapshots:
-        runs.setdefault(key.container_run, []).append((key, manifest))
+        runs.setdefault(key.run_path(), []).append((key, manifest))
     doomed: list[SnapshotKey] = []
     for members in runs.values():
         doomed.extend(_plan_run(members, policy, protected))

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from oomforensics.archive.layout import ContainerRun, SnapshotKey
+from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import MANIFEST_NAME, InvalidManifest, Manifest
 from oomforensics.archive.store import Archive, ArchiveError, StorageUnavailable, check_snapshot
 
@@ -70,16 +70,16 @@ def is_valuable_reason(reason: str, patterns: Iterable[str] = VALUABLE_REASONS) 
 def eviction_order(entries: Sequence[SpoolEntry]) -> list[SpoolEntry]:
     """Who goes first when the spool is full: routine snapshots oldest first, then pre-OOM
     candidates (the newest snapshot of each run), then valuable ones, each oldest first."""
-    newest: dict[ContainerRun, SpoolEntry] = {}
+    newest: dict[str, SpoolEntry] = {}  # by run folder: the investigation's container run
     for entry in entries:
-        run = entry.key.container_run
+        run = entry.key.run_path()
         if run not in newest or entry.key.sort_key() > newest[run].key.sort_key():
             newest[run] = entry
 
     def tier(entry: SpoolEntry) -> int:
         if is_valuable_reason(entry.key.reason):
             return _VALUABLE
-        if newest[entry.key.container_run] is entry:
+        if newest[entry.key.run_path()] is entry:
             return _PRE_OOM_CANDIDATE
         return _ROUTINE
 

@@ -12,28 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Iterator, Mapping, Set
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import obstore
-from obstore.exceptions import (
-    BaseError,
-    GenericError,
-    PermissionDeniedError,
-    UnauthenticatedError,
-)
-from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 
+from oomforensics.archive.connect import open_store
+from oomforensics.archive.errors import (
+    ArchiveError,
+    ChecksumMismatch,
+    SnapshotConflict,
+    SnapshotIncomplete,
+    SnapshotNotFound,
+    StorageUnavailable,
+    first_line,
+    translate,
+)
 from oomforensics.archive.layout import (
-    ContainerRun,
+    Filter,
     InvalidSnapshotKey,
     SnapshotKey,
     check_segment,
     normalize_prefix,
+    run_path,
 )
 from oomforensics.archive.manifest import (
     MANIFEST_NAME,
@@ -42,115 +44,28 @@ from oomforensics.archive.manifest import (
     Manifest,
     check_file_name,
 )
+from oomforensics.triggers.model import ContainerRun
 
 if TYPE_CHECKING:
-    from obstore.store import (
-        AzureConfig,
-        ClientConfig,
-        GCSConfig,
-        ObjectStore,
-        RetryConfig,
-        S3Config,
-    )
+    from obstore.store import ObjectStore
+
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "ChecksumMismatch",
+    "SnapshotConflict",
+    "SnapshotIncomplete",
+    "SnapshotNotFound",
+    "StorageUnavailable",
+    "check_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
 
-class ArchiveError(Exception):
-    """The archive could not do what was asked; the message says what and where."""
-
-
-class StorageUnavailable(ArchiveError):
-    """The store cannot be reached (refused, timed out, 5xx after retries): try again later."""
-
-
-class ChecksumMismatch(ArchiveError):
-    """A file's content does not match the sha256/size its manifest records."""
-
-    def __init__(self, snapshot: str, name: str, expected: FileDigest, actual: FileDigest) -> None:
-        self.snapshot = snapshot
-        self.name = name
-        self.expected = expected
-        self.actual = actual
-        super().__init__(
-            f"{snapshot}{name}: checksum mismatch: manifest says sha256 {expected.sha256} "
-            f"({expected.size} bytes), the file has sha256 {actual.sha256} ({actual.size} bytes)"
-        )
-
-
-class SnapshotIncomplete(ArchiveError):
-    """Files without a manifest, or a manifest naming a file that is not there."""
-
-
-class SnapshotNotFound(ArchiveError):
-    """Nothing is stored under that snapshot key (or no such file in it)."""
-
-
-class SnapshotConflict(ArchiveError):
-    """A different snapshot is already stored under the same key: evidence is never replaced."""
-
-
-# Fast outage detection: a refused connection fails in well under a second and a silent one
-# within a few seconds, so the spool takes over instead of a capture waiting for minutes
-# (obstore's defaults: 10 retries over up to 3 minutes). A healthy but slow upload of a large
-# profile is still allowed `timeout` in total, and a stall is caught by `read_timeout`.
-DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=2)
-DEFAULT_READ_TIMEOUT = timedelta(seconds=5)
-DEFAULT_TIMEOUT = timedelta(seconds=60)
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_RETRY_TIMEOUT = timedelta(seconds=5)
-DEFAULT_INIT_BACKOFF = timedelta(milliseconds=100)
-DEFAULT_MAX_BACKOFF = timedelta(seconds=1)
-
-_CLIENT_OPTIONS = {"allow_http", "allow_invalid_certificates", "proxy_url"}
-_DURATION_OPTIONS = {"connect_timeout", "read_timeout", "timeout"}
-_RETRY_OPTIONS = {"max_retries", "retry_timeout"}
-_BOOL_OPTIONS = {
-    "allow_http",
-    "allow_invalid_certificates",
-    "virtual_hosted_style_request",
-    "skip_signature",
-    "use_emulator",
-}
-# "endpoint" is the common spelling; GCS calls it base_url.
-_STORE_OPTIONS: dict[str, dict[str, str]] = {
-    "s3": {
-        "endpoint": "endpoint",
-        "region": "region",
-        "virtual_hosted_style_request": "virtual_hosted_style_request",
-        "skip_signature": "skip_signature",
-    },
-    "gs": {"endpoint": "base_url", "skip_signature": "skip_signature"},
-    "az": {
-        "endpoint": "endpoint",
-        "account_name": "account_name",
-        "use_emulator": "use_emulator",
-        "skip_signature": "skip_signature",
-    },
-}
-_CREDENTIALS: dict[str, set[str]] = {
-    "s3": {"access_key_id", "secret_access_key", "session_token"},
-    "gs": {"service_account", "service_account_key", "application_credentials", "bearer_token"},
-    "az": {"account_name", "account_key", "sas_key", "token", "client_id", "client_secret",
-           "tenant_id"},
-}  # fmt: skip
-_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az",
-            "abfss": "az", "adl": "az", "azure": "az"}  # fmt: skip
-
-# What obstore reports for an unreachable store: its retry loop gave up on connection errors,
-# timeouts or 5xx answers. Client errors (4xx: no such bucket, access denied) are not here:
-# waiting does not fix them.
-# Matched against the first line of the message only: the debug part that follows quotes
-# settings such as `retry_timeout` and the server's error body.
-_UNAVAILABLE = re.compile(
-    r"HTTP error|error sending request|connection (?:refused|reset|closed)|timed out"
-    r"|non-2xx status code: 5\d\d|dns error|broken pipe",
-    re.IGNORECASE,
-)
 # Requests in flight per archive: bounds sockets, threads and buffers (an operator started
 # with 1,000 targets read their run folders at once, over 1,000 connections).
 MAX_REQUESTS = 16
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
 
 
 class Archive:
@@ -211,54 +126,8 @@ class Archive:
         `skip_signature`, `proxy_url`, `connect_timeout`/`read_timeout`/`timeout` and
         `retry_timeout` (`"2s"`, `"500ms"`), `max_retries`.
         """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme == "memory":
-            _reject_unused(url, credentials, options)
-            return cls(MemoryStore(), root=unquote(parts.path), url=url)
-        if scheme == "file":
-            _reject_unused(url, credentials, options)
-            if parts.netloc not in ("", "localhost", "."):
-                raise ArchiveError(
-                    f"archive URL {url!r}: use file:///absolute/path or file://./relative/path"
-                )
-            raw = unquote(parts.path)
-            directory = Path("." + raw) if parts.netloc == "." else Path(raw)
-            directory = directory.resolve()
-            try:
-                store = LocalStore(directory, mkdir=True, automatic_cleanup=True)
-            except (BaseError, OSError) as exc:
-                raise ArchiveError(f"archive {url!r}: cannot use {directory}: {exc}") from exc
-            return cls(store, url=url)
-        kind = _SCHEMES.get(scheme)
-        if kind is None:
-            raise ArchiveError(
-                f"archive URL {url!r}: unsupported scheme {scheme!r}; use s3://, gs://, az://, "
-                "file:// or memory://"
-            )
-        if not parts.netloc:
-            raise ArchiveError(f"archive URL {url!r} names no bucket or container")
-        config, client, retry = _split_options(url, kind, credentials or {}, options or {})
-        try:
-            remote: ObjectStore
-            if kind == "s3":
-                remote = S3Store.from_url(
-                    url, config=cast("S3Config", config), client_options=client, retry_config=retry
-                )
-            elif kind == "gs":
-                remote = GCSStore.from_url(
-                    url, config=cast("GCSConfig", config), client_options=client, retry_config=retry
-                )
-            else:
-                remote = AzureStore.from_url(
-                    url,
-                    config=cast("AzureConfig", config),
-                    client_options=client,
-                    retry_config=retry,
-                )
-        except (BaseError, ValueError) as exc:
-            raise ArchiveError(f"archive {url!r}: {_first_line(exc)}") from exc
-        return cls(remote, url=url)
+        store, root = open_store(url, credentials, options)
+        return cls(store, root=root, url=url)
 
     # --- writing ------------------------------------------------------------------------
 
@@ -266,11 +135,9 @@ class Archive:
         """The snapshot's folder relative to the archive URL, ending in `/`."""
         return key.path()
 
-    def _run_folder(self, run: ContainerRun | SnapshotKey) -> str:
-        if isinstance(run, SnapshotKey):
-            run = run.container_run
+    def _run_folder(self, investigation: str, run: ContainerRun) -> str:
         try:
-            return run.path(self._root)
+            return run_path(investigation, run, self._root)
         except InvalidSnapshotKey as exc:
             raise ArchiveError(str(exc)) from exc
 
@@ -311,15 +178,17 @@ class Archive:
         await self._put(folder + MANIFEST_NAME, manifest_bytes)
         return self.path_of(key)
 
-    async def put_run_file(self, run: ContainerRun | SnapshotKey, name: str, data: bytes) -> str:
-        """A record about a whole container run (e.g. `oom.json` after the kill), stored next to
+    async def put_run_file(
+        self, investigation: str, run: ContainerRun, name: str, data: bytes
+    ) -> str:
+        """A record about a whole container run (`oom.json` after the kill), stored next to
         its snapshot folders; return its path. Snapshot listings ignore it."""
-        path = self._run_folder(run) + _run_file_name(name)
+        path = self._run_folder(investigation, run) + _run_file_name(name)
         await self._put(path, data)
         return path[len(self._root) + 1 :] if self._root else path
 
-    async def read_run_file(self, run: ContainerRun | SnapshotKey, name: str) -> bytes:
-        path = self._run_folder(run) + _run_file_name(name)
+    async def read_run_file(self, investigation: str, run: ContainerRun, name: str) -> bytes:
+        path = self._run_folder(investigation, run) + _run_file_name(name)
         data = await self._get_optional(path)
         if data is None:
             raise SnapshotNotFound(f"{path}: no such run file in {self._url}")
@@ -342,11 +211,26 @@ class Archive:
         pod: str | None = None,
         container: str | None = None,
         run: int | None = None,
+        *,
+        pod_uid: str | None = None,
     ) -> list[SnapshotKey]:
-        """Complete snapshots (manifest present) matching the filters, oldest first."""
-        listing = await self._scan(namespace, investigation, pod, container, run)
+        """Complete snapshots (manifest present) matching the filters, oldest first.
+
+        `pod` matches every incarnation of that name; `pod_uid` one of them."""
+        listing = await self._scan(Filter(namespace, investigation, pod, pod_uid, container, run))
         complete = [key for key, names in listing.items() if MANIFEST_NAME in names]
         return sorted(complete, key=SnapshotKey.sort_key)
+
+    async def list_run(self, investigation: str, run: ContainerRun) -> list[SnapshotKey]:
+        """The complete snapshots of one container run of an investigation, oldest first."""
+        return await self.list_snapshots(
+            run.namespace,
+            investigation,
+            run.pod,
+            run.container,
+            run.restart_count,
+            pod_uid=run.pod_uid,
+        )
 
     async def list_incomplete(
         self,
@@ -355,9 +239,11 @@ class Archive:
         pod: str | None = None,
         container: str | None = None,
         run: int | None = None,
+        *,
+        pod_uid: str | None = None,
     ) -> list[str]:
         """Folders holding files but no manifest (an upload cut short): retry or delete them."""
-        listing = await self._scan(namespace, investigation, pod, container, run)
+        listing = await self._scan(Filter(namespace, investigation, pod, pod_uid, container, run))
         incomplete = [key for key, names in listing.items() if MANIFEST_NAME not in names]
         return [self.path_of(key) for key in sorted(incomplete, key=SnapshotKey.sort_key)]
 
@@ -374,7 +260,7 @@ class Archive:
         Such a snapshot was never committed (nor announced); an upload still under way is
         younger, and `keep` names those a spool will upload again. Returns what was deleted.
         """
-        listing = await self._scan(namespace, investigation, None, None, None)
+        listing = await self._scan(Filter(namespace, investigation))
         stale = sorted(
             (
                 key
@@ -438,32 +324,18 @@ class Archive:
 
     # --- object store access, with errors translated --------------------------------------
 
-    async def _scan(
-        self,
-        namespace: str | None,
-        investigation: str | None,
-        pod: str | None,
-        container: str | None,
-        run: int | None,
-    ) -> dict[SnapshotKey, set[str]]:
+    async def _scan(self, wanted: Filter) -> dict[SnapshotKey, set[str]]:
         """The files of each snapshot folder under the filters (complete or not)."""
-        filters: list[str | None] = [
-            namespace,
-            investigation,
-            pod,
-            container,
-            None if run is None else f"run-{run}",
-        ]
-        names = ("namespace", "investigation", "pod", "container", "run")
+        segments = wanted.segments()
         try:
-            for value, what in zip(filters, names, strict=True):
+            for value, what in segments:
                 if value is not None:
                     check_segment(value, what)
         except InvalidSnapshotKey as exc:
             raise ArchiveError(str(exc)) from exc
         # The leading filters narrow the listing; the rest are applied to the parsed keys.
         leading: list[str] = []
-        for value in filters:
+        for value, _ in segments:
             if value is None:
                 break
             leading.append(value)
@@ -475,15 +347,8 @@ class Archive:
                 key = SnapshotKey.parse(folder, self._root)
             except InvalidSnapshotKey:
                 continue  # not ours (a foreign object, or nested deeper than a snapshot file)
-            if (
-                (namespace is not None and key.namespace != namespace)
-                or (investigation is not None and key.investigation != investigation)
-                or (pod is not None and key.pod != pod)
-                or (container is not None and key.container != container)
-                or (run is not None and key.run != run)
-            ):
-                continue
-            snapshots.setdefault(key, set()).add(name)
+            if wanted.matches(key):
+                snapshots.setdefault(key, set()).add(name)
         return snapshots
 
     async def _list(self, prefix: str) -> list[str]:
@@ -509,7 +374,7 @@ class Archive:
         except FileNotFoundError as exc:  # S3 answers 404 for a missing bucket
             raise ArchiveError(
                 f"write {path} in {self._url}: not found (does the bucket exist?): "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from exc
 
     async def _delete(self, paths: list[str]) -> None:
@@ -525,7 +390,7 @@ class Archive:
         except (FileNotFoundError, ArchiveError):
             raise
         except Exception as exc:
-            raise _translate(exc, f"{action} {path} in {self._url}") from exc
+            raise translate(exc, f"{action} {path} in {self._url}") from exc
 
 
 def _run_file_name(name: str) -> str:
@@ -533,22 +398,6 @@ def _run_file_name(name: str) -> str:
         return check_file_name(name)
     except InvalidManifest as exc:
         raise ArchiveError(str(exc)) from exc
-
-
-def _translate(exc: Exception, what: str) -> ArchiveError:
-    message = _first_line(exc)
-    if isinstance(exc, PermissionDeniedError | UnauthenticatedError):
-        return ArchiveError(f"{what}: access denied; check the storage credentials: {message}")
-    if isinstance(exc, ConnectionError | TimeoutError) or (
-        isinstance(exc, GenericError | BaseError) and _UNAVAILABLE.search(message)
-    ):
-        return StorageUnavailable(f"{what}: storage unavailable: {message}")
-    return ArchiveError(f"{what}: {message}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_snapshot(
@@ -567,91 +416,3 @@ def check_snapshot(
         actual = FileDigest.of(data)
         if actual != manifest.files[name]:
             raise ChecksumMismatch(folder, name, manifest.files[name], actual)
-
-
-def _reject_unused(
-    url: str, credentials: Mapping[str, str] | None, options: Mapping[str, str] | None
-) -> None:
-    if credentials or options:
-        raise ArchiveError(f"archive {url!r}: credentials and options apply to s3, gs and az only")
-
-
-def _split_options(
-    url: str, kind: str, credentials: Mapping[str, str], options: Mapping[str, str]
-) -> tuple[dict[str, Any], ClientConfig, RetryConfig]:
-    """Store config, HTTP client options and retry policy from the user's strings."""
-    unknown_credentials = set(credentials) - _CREDENTIALS[kind]
-    if unknown_credentials:
-        raise ArchiveError(
-            f"archive {url!r}: unknown credential(s) {sorted(unknown_credentials)} for {kind}; "
-            f"known: {sorted(_CREDENTIALS[kind])}"
-        )
-    store_names = _STORE_OPTIONS[kind]
-    known = set(store_names) | _CLIENT_OPTIONS | _DURATION_OPTIONS | _RETRY_OPTIONS
-    unknown = set(options) - known
-    if unknown:
-        raise ArchiveError(
-            f"archive {url!r}: unknown option(s) {sorted(unknown)} for {kind}; known: "
-            f"{sorted(known)}"
-        )
-    config: dict[str, Any] = dict(credentials)
-    client: dict[str, Any] = {
-        "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
-        "read_timeout": DEFAULT_READ_TIMEOUT,
-        "timeout": DEFAULT_TIMEOUT,
-    }
-    max_retries = DEFAULT_MAX_RETRIES
-    retry_timeout = DEFAULT_RETRY_TIMEOUT
-    for name, raw in options.items():
-        value: Any = _parse_bool(url, name, raw) if name in _BOOL_OPTIONS else raw
-        if name in store_names:
-            config[store_names[name]] = value
-        elif name in _CLIENT_OPTIONS:
-            client[name] = value
-        elif name in _DURATION_OPTIONS:
-            client[name] = _parse_duration(url, name, raw)
-        elif name == "max_retries":
-            try:
-                max_retries = int(raw)
-            except ValueError:
-                raise ArchiveError(
-                    f"archive {url!r}: max_retries {raw!r} is not an integer"
-                ) from None
-        else:
-            retry_timeout = _parse_duration(url, name, raw)
-    endpoint = str(options.get("endpoint", ""))
-    if endpoint.startswith("http://") and "allow_http" not in options:
-        client["allow_http"] = True  # an http:// endpoint (moto, MinIO in a cluster) says so
-    retry: RetryConfig = {
-        "max_retries": max_retries,
-        "retry_timeout": retry_timeout,
-        "backoff": {
-            "init_backoff": DEFAULT_INIT_BACKOFF,
-            "max_backoff": DEFAULT_MAX_BACKOFF,
-            "base": 2,
-        },
-    }
-    return config, cast("ClientConfig", client), retry
-
-
-def _parse_bool(url: str, name: str, raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no"}:
-        return False
-    raise ArchiveError(f"archive {url!r}: option {name}={raw!r} must be true or false")
-
-
-def _parse_duration(url: str, name: str, raw: object) -> timedelta:
-    match = _DURATION.fullmatch(str(raw))
-    if not match:
-        raise ArchiveError(
-            f"archive {url!r}: option {name}={raw!r} must be a duration like 500ms, 5s or 1m"
-        )
-    number = float(match.group(1))
-    unit = match.group(2) or "s"
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    return timedelta(seconds=number * scale)

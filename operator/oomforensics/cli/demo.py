@@ -25,7 +25,7 @@ from oomforensics.local.launch import KillAtLimit, StandInExit, spawn
 from oomforensics.local.memory import CgroupMemory, MemorySource, ProcMemory
 from oomforensics.local.probes import ChildExit
 from oomforensics.local.session import next_run
-from oomforensics.local.watcher import ExitProbe, Identity
+from oomforensics.local.watcher import ExitProbe
 from oomforensics.quantity import parse_memory
 from oomforensics.triggers.model import TriggerSettings
 
@@ -82,14 +82,7 @@ async def _demo(args: argparse.Namespace) -> int:
             )
             memory = KillAtLimit(ProcMemory(process.pid), process, limit)
             probe = StandInExit(process)
-        identity = Identity(
-            "local",
-            "demo",
-            f"leaky-{args.mode}",
-            "main",
-            run=await next_run(archive, "local", "demo", f"leaky-{args.mode}", "main"),
-            uid=f"local:{process.pid}",
-        )
+        run = await next_run(archive, "demo", f"leaky-{args.mode}")
         settings = TriggerSettings(
             interval=15.0,
             thresholds=(80, 90, 95),
@@ -105,7 +98,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 base + "/debug/pprof",
                 memory,
                 limit,
-                identity,
+                "demo",
+                run,
                 archive,
                 Spool(CACHE / "spool", SPOOL_BYTES),
                 client,

@@ -21,6 +21,7 @@ from oomforensics.analysis.units import format_bytes
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import MANIFEST_NAME, FileDigest, Manifest
 from oomforensics.archive.store import Archive, ArchiveError, ChecksumMismatch, SnapshotNotFound
+from oomforensics.triggers.end_of_run import RUN_RECORDS
 
 CONCURRENCY = 8
 _CHUNK = 1 << 20
@@ -217,19 +218,16 @@ async def fetch_snapshots(
     return stats
 
 
-RUN_RECORDS = ("oom.json", "exit.json")  # how a run ended, written next to its snapshots
-
-
 async def fetch_run_records(archive: Archive, keys: Sequence[SnapshotKey], out: Path) -> int:
     """Copy each run's end record (oom.json, exit.json) beside its snapshots; return how many.
 
     They carry no digest (no manifest names them); the report reads them for its OOM marker.
     """
-    runs = {key.container_run: key for key in keys}
+    runs = {key.run_path(): key for key in keys}
 
     async def one(key: SnapshotKey, name: str) -> bool:
         try:
-            data = await archive.read_run_file(key, name)
+            data = await archive.read_run_file(key.investigation, key.container_run, name)
         except SnapshotNotFound:
             return False
         save(local_folder(out, key).parent / name, data)

@@ -1,7 +1,7 @@
 """`oomforensics fetch`: an investigation's snapshots from its archive to a local folder.
 
     oomforensics fetch NS/NAME [--pod P] [--container C] [--run N | --oom K] [--last K]
-    oomforensics fetch --archive URL --path NS/NAME[/POD[/CONTAINER[/run-N]]] ...
+    oomforensics fetch --archive URL --path NS/NAME[/POD[/POD-UID[/CONTAINER[/run-N]]]] ...
 
 With NS/NAME the archive and its credentials come from the MemoryInvestigation, read with
 the user's own kube credentials (the Secret of spec.storage.secretRef too). With --archive the
@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from oomforensics.archive.layout import ContainerRun
 from oomforensics.archive.store import Archive, ArchiveError, SnapshotNotFound
 from oomforensics.cli.download import (
     FetchStats,
@@ -39,18 +38,19 @@ from oomforensics.cli.kube import (
     resolve_storage,
 )
 from oomforensics.cli.selection import (
-    OOM_RECORD,
     Filters,
-    OomKill,
     Pair,
     Scope,
     by_run,
+    incarnation,
     kills_from_status,
     pairs,
     parse_archive_path,
     pick_kill,
     select,
 )
+from oomforensics.triggers.end_of_run import OOM_RECORD, EndOfRun, InvalidEndOfRun
+from oomforensics.triggers.model import ContainerRun
 
 DEFAULT_OUT = Path("oomforensics-snapshots")
 
@@ -78,9 +78,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--path",
         metavar="PREFIX",
-        help="with --archive: NS/NAME[/POD[/CONTAINER[/run-N]]] below the archive URL",
+        help="with --archive: NS/NAME[/POD[/POD-UID[/CONTAINER[/run-N]]]] below the archive URL",
     )
-    parser.add_argument("--pod", metavar="P", help="only this pod's snapshots")
+    parser.add_argument(
+        "--pod", metavar="P", help="only the snapshots of pods of this name (every incarnation)"
+    )
     parser.add_argument("--container", metavar="C", help="only this container's snapshots")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
@@ -162,7 +164,7 @@ def request_of(args: argparse.Namespace) -> Request:
             raise UsageError("give NS/NAME or --path, not both")
         path = args.path if args.path is not None else args.target
         if path is None:
-            raise UsageError("--archive needs --path NS/NAME[/POD[/CONTAINER[/run-N]]]")
+            raise UsageError("--archive needs --path NS/NAME[/POD[/POD-UID[/CONTAINER[/run-N]]]]")
         if args.path is None:
             ref = parse_ref(path)  # NS/NAME, as without --archive
             path = f"{ref.namespace}/{ref.name}"
@@ -195,7 +197,7 @@ class Located:
 
     archive: Archive
     scope: Scope
-    kills: list[OomKill] | None  # None: read them from the archive's oom.json files
+    kills: list[EndOfRun] | None  # None: read them from the archive's oom.json files
     source: StorageSource | None
 
 
@@ -215,18 +217,23 @@ async def locate(request: Request) -> Located:
     archive = Archive.from_url(
         source.url, credentials=source.credentials, options=source.options or None
     )
-    kills = kills_from_status(body.get("status") or {})
+    kills = kills_from_status(body.get("status") or {}, ref.namespace)
     return Located(archive, Scope(ref.namespace, ref.name), kills, source)
 
 
-async def archive_kills(archive: Archive, runs: Sequence[ContainerRun]) -> list[OomKill]:
+async def archive_kills(
+    archive: Archive, investigation: str, runs: Sequence[ContainerRun]
+) -> list[EndOfRun]:
     """The OOM kills recorded in the archive (`oom.json` next to a run's snapshots)."""
 
-    async def one(run: ContainerRun) -> OomKill | None:
+    async def one(run: ContainerRun) -> EndOfRun | None:
         try:
-            return OomKill.from_bytes(await archive.read_run_file(run, OOM_RECORD))
-        except SnapshotNotFound:
+            record = EndOfRun.from_bytes(
+                await archive.read_run_file(investigation, run, OOM_RECORD)
+            )
+        except (SnapshotNotFound, InvalidEndOfRun):
             return None
+        return record if record.oom_killed else None
 
     found = await asyncio.gather(*(one(r) for r in runs))
     return sorted((k for k in found if k is not None), key=lambda k: k.time)
@@ -236,14 +243,19 @@ async def fetch(request: Request, progress: Progress) -> tuple[FetchStats, list[
     located = await locate(request)
     archive, scope = located.archive, located.scope
     keys = await archive.list_snapshots(
-        scope.namespace, scope.investigation, scope.pod, scope.container, scope.run
+        scope.namespace,
+        scope.investigation,
+        scope.pod,
+        scope.container,
+        scope.run,
+        pod_uid=scope.pod_uid,
     )
     where = f"{scope} in {archive.url}"
     if not keys:
         raise UsageError(f"no snapshots yet of {where}")
     kills = located.kills
     if kills is None:
-        kills = await archive_kills(archive, list(by_run(keys)))
+        kills = await archive_kills(archive, scope.investigation, list(by_run(keys)))
     kill = (
         pick_kill(kills, request.filters.oom, str(scope))
         if request.filters.oom is not None
@@ -280,7 +292,8 @@ def suggestions(out: Path, found: Sequence[Pair]) -> list[str]:
         what = "pre-OOM" if pair.pre_oom else "latest"
         lines += [
             "",
-            f"{pair.run.pod}/{pair.run.container} run {pair.run.run}: baseline vs {what}",
+            f"{incarnation(pair.run, [pair.base])}, container {pair.run.container} "
+            f"run {pair.run.restart_count}: baseline vs {what}",
             "  go tool pprof -diff_base "
             f"{shlex.quote(str(base / 'heap.pb.gz'))} {shlex.quote(str(new / 'heap.pb.gz'))}",
             f"  oomforensics diff {shlex.quote(str(base))} {shlex.quote(str(new))}",

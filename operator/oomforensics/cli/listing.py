@@ -1,10 +1,13 @@
 """`oomforensics list`: the investigations, or one investigation's snapshots by container run.
 
     oomforensics list [-n NS | -A]          every MemoryInvestigation: targets, snapshots, kills
-    oomforensics list [-n NS] NAME          its snapshots grouped by pod and container run, from
-                                            the manifests in the archive
+    oomforensics list [-n NS] NAME          its snapshots grouped by pod incarnation and
+                                            container run, from the manifests in the archive
+    oomforensics list --archive URL [NS/NAME]
+                                            the same from the archive alone (no cluster asked)
 
-The custom resources are read with the user's own kube credentials (see cli/kube.py).
+The custom resources are read with the user's own kube credentials (see cli/kube.py); with
+--archive no kubeconfig is needed at all: the OOM kills come from the runs' `oom.json`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from datetime import UTC
 from typing import Any
 
 from oomforensics.analysis.units import format_bytes
+from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive
 from oomforensics.cli.download import read_manifests, run_in_one_line
-from oomforensics.cli.fetch import add_storage_arguments
+from oomforensics.cli.errors import UsageError
+from oomforensics.cli.fetch import add_storage_arguments, archive_kills
 from oomforensics.cli.kube import (
     Kube,
     connect,
@@ -28,9 +33,8 @@ from oomforensics.cli.kube import (
     parse_ref,
     resolve_storage,
 )
-from oomforensics.cli.selection import OomKill, by_run, kills_from_status
-
-JSON = dict[str, Any]
+from oomforensics.cli.selection import by_run, incarnation, kills_from_status, owns
+from oomforensics.triggers.end_of_run import EndOfRun
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +45,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Without NAME: the MemoryInvestigations of the namespace (or all, -A) with their "
             "targets, snapshots, OOM kills and the leading suspect. With NAME: its snapshots "
             "grouped by pod and container run (time, reason, % of limit, working set, heap in "
-            "use), read from the manifests in its archive. Uses your kubeconfig."
+            "use), read from the manifests in its archive. Uses your kubeconfig, or with --archive "
+            "only the archive."
         ),
     )
     scope = parser.add_mutually_exclusive_group()
@@ -63,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace, options: Mapping[str, str]) -> str:
+    if args.archive is not None:
+        return await _from_archive(args, options)
     kube = connect()
     try:
         if args.name is None:
@@ -90,7 +97,25 @@ async def _one(kube: Kube, args: argparse.Namespace, options: Mapping[str, str])
     keys = await archive.list_snapshots(ref.namespace, ref.name)
     manifests = await read_manifests(archive, keys)
     status = body.get("status") or {}
-    return render_investigation(str(ref), status, archive.url, manifests)
+    kills = kills_from_status(status, ref.namespace)
+    return render_investigation(str(ref), status, archive.url, manifests, kills)
+
+
+async def _from_archive(args: argparse.Namespace, options: Mapping[str, str]) -> str:
+    """`list --archive URL [NS/NAME]`: what the archive holds, the cluster not asked."""
+    archive = Archive.from_url(args.archive, options=dict(options) or None)
+    if args.name is None:
+        keys = await archive.list_snapshots(args.namespace)
+        if not keys:
+            return f"no snapshots in {archive.url}"
+        return render_archive_table(archive.url, keys)
+    ref = parse_ref(args.name, args.namespace)
+    keys = await archive.list_snapshots(ref.namespace, ref.name)
+    if not keys:
+        raise UsageError(f"no snapshots of {ref} in {archive.url}")
+    manifests = await read_manifests(archive, keys)
+    kills = await archive_kills(archive, ref.name, list(by_run(keys)))
+    return render_investigation(str(ref), {}, archive.url, manifests, kills)
 
 
 # -- rendering (pure) --
@@ -149,12 +174,37 @@ def _percent(manifest: Manifest) -> str:
     return f"{100 * manifest.working_set_bytes / manifest.limit_bytes:.1f}%"
 
 
+def render_archive_table(archive_url: str, keys: Sequence[SnapshotKey]) -> str:
+    """One row per investigation found in an archive: its pods, runs and snapshots."""
+    found: dict[tuple[str, str], list[SnapshotKey]] = {}
+    for key in keys:
+        found.setdefault((key.namespace, key.investigation), []).append(key)
+    rows = [["NAMESPACE", "NAME", "PODS", "RUNS", "SNAPSHOTS", "LAST SNAPSHOT"]]
+    for (namespace, name), members in sorted(found.items()):
+        last = max(k.captured_at for k in members).astimezone(UTC)
+        rows.append(
+            [
+                namespace,
+                name,
+                str(len({k.pod_uid for k in members})),
+                str(len(by_run(members))),
+                str(len(members)),
+                f"{last:%Y-%m-%d %H:%M:%S}",
+            ]
+        )
+    return f"archive {archive_url}\n" + columns(rows)
+
+
 def render_investigation(
-    name: str, status: Mapping[str, Any], archive_url: str, manifests: Sequence[Manifest]
+    name: str,
+    status: Mapping[str, Any],
+    archive_url: str,
+    manifests: Sequence[Manifest],
+    kills: Sequence[EndOfRun],
 ) -> str:
-    """The investigation's story so far and its snapshots, grouped by pod and container run."""
+    """The investigation's story so far and its snapshots, grouped by pod incarnation and
+    container run (a pod recreated under the same name is listed apart, by uid)."""
     summary = status.get("summary") or {}
-    kills = kills_from_status(status)
     lines = [
         f"investigation {name}",
         f"  archive    {archive_url}",
@@ -169,14 +219,16 @@ def render_investigation(
         )
     by_key = {m.key: m for m in manifests}
     pre_oom = {k.pre_oom_snapshot for k in kills if k.pre_oom_snapshot}
-    pod = None
-    for run, keys in by_run(by_key).items():
-        if run.pod != pod:
-            pod = run.pod
-            lines += ["", f"pod {pod}"]
-        kill = _kill_of(kills, run.pod, run.container, run.run)
-        ending = f", OOM-killed {kill.time}" if kill is not None else ""
-        lines.append(f"  container {run.container}, run {run.run}{ending}")
+    runs = by_run(by_key)
+    shown = None
+    for run, keys in runs.items():
+        if run.pod_uid != shown:
+            shown = run.pod_uid
+            incarnation_keys = [k for r, ks in runs.items() if r.pod_uid == shown for k in ks]
+            lines += ["", incarnation(run, incarnation_keys)]
+        kill = next((k for k in kills if owns(k, keys[0])), None)
+        ending = f", OOM-killed {kill.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}" if kill else ""
+        lines.append(f"  container {run.container}, run {run.restart_count}{ending}")
         rows = [["    TIME", "REASON", "% OF LIMIT", "WORKING SET", "HEAP IN USE", ""]]
         for key in keys:
             manifest = by_key[key]
@@ -195,7 +247,3 @@ def render_investigation(
     if not manifests:
         lines += ["", "no snapshots yet"]
     return "\n".join(lines)
-
-
-def _kill_of(kills: Sequence[OomKill], pod: str, container: str, run: int) -> OomKill | None:
-    return next((k for k in kills if (k.pod, k.container, k.run) == (pod, container, run)), None)

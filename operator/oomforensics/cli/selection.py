@@ -7,54 +7,28 @@ folder of the archive). Comparing the two is the question after a kill: what gre
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from oomforensics.archive.layout import (
-    ContainerRun,
     InvalidSnapshotKey,
     SnapshotKey,
     check_segment,
+    parse_run_segment,
 )
 from oomforensics.cli.errors import UsageError
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
+from oomforensics.triggers.model import ContainerRun
 
-OOM_RECORD = "oom.json"
 
-
-@dataclass(frozen=True, slots=True)
-class OomKill:
-    """One OOM kill: which container run died, when, and its last snapshot before."""
-
-    pod: str
-    container: str
-    run: int
-    time: str
-    pre_oom_snapshot: str | None  # the snapshot's path relative to the archive URL
-
-    @classmethod
-    def from_json(cls, doc: object) -> OomKill | None:
-        """status.oomKills[] or oom.json (the same shape); None if it is not one."""
-        if not isinstance(doc, Mapping):
-            return None
-        pod, container, run = doc.get("pod"), doc.get("container"), doc.get("run")
-        if not isinstance(pod, str) or not isinstance(container, str):
-            return None
-        if isinstance(run, bool) or not isinstance(run, int) or run < 0:
-            return None
-        pre = doc.get("preOomSnapshot")
-        return cls(pod, container, run, str(doc.get("time") or ""), pre or None)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> OomKill | None:
-        try:
-            return cls.from_json(json.loads(data))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return None
-
-    def owns(self, key: SnapshotKey) -> bool:
-        return (key.pod, key.container, key.run) == (self.pod, self.container, self.run)
+def owns(kill: EndOfRun, key: SnapshotKey) -> bool:
+    """The snapshot is of the killed run (a run without a known uid: any incarnation)."""
+    run = kill.run
+    if run.pod_uid and run.pod_uid != key.pod_uid:
+        return False
+    return (run.pod, run.container, run.restart_count) == (key.pod, key.container, key.run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,36 +38,32 @@ class Scope:
     namespace: str
     investigation: str
     pod: str | None = None
+    pod_uid: str | None = None
     container: str | None = None
     run: int | None = None
 
     def __str__(self) -> str:
-        parts = [self.namespace, self.investigation, self.pod, self.container]
+        parts = [self.namespace, self.investigation, self.pod, self.pod_uid, self.container]
         text = "/".join(p for p in parts if p is not None)
         return text if self.run is None else f"{text}/run-{self.run}"
 
 
 def parse_archive_path(text: str) -> Scope:
-    """`--path NS/NAME[/POD[/CONTAINER[/run-N]]]`, relative to the archive URL."""
+    """`--path NS/NAME[/POD[/UID[/CONTAINER[/run-N]]]]`, relative to the archive URL."""
     parts = [p for p in text.strip("/").split("/") if p]
-    if not 2 <= len(parts) <= 5:
+    if not 2 <= len(parts) <= 6:
         raise UsageError(
-            f"--path {text!r}: expected NAMESPACE/INVESTIGATION[/POD[/CONTAINER[/run-N]]] "
-            "relative to the archive URL"
+            f"--path {text!r}: expected NAMESPACE/INVESTIGATION[/POD[/POD-UID[/CONTAINER"
+            "[/run-N]]]] relative to the archive URL"
         )
     try:
         for part in parts:
             check_segment(part, "path segment")
+        run = parse_run_segment(parts[5]) if len(parts) == 6 else None
     except InvalidSnapshotKey as exc:
         raise UsageError(f"--path {text!r}: {exc}") from None
-    run: int | None = None
-    if len(parts) == 5:
-        number = parts[4].removeprefix("run-")
-        if not parts[4].startswith("run-") or not number.isdigit():
-            raise UsageError(f"--path {text!r}: the fifth segment must be run-N, e.g. run-0")
-        run = int(number)
-    padded: list[str | None] = [*parts[:4], None, None]
-    return Scope(parts[0], parts[1], padded[2], padded[3], run)
+    padded: list[str | None] = [*parts[:5], None, None, None]
+    return Scope(parts[0], parts[1], padded[2], padded[3], padded[4], run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +75,7 @@ class Filters:
     last: int | None = None  # the newest K of each run (plus its baseline)
 
 
-def pick_kill(kills: Sequence[OomKill], index: int, where: str) -> OomKill:
+def pick_kill(kills: Sequence[EndOfRun], index: int, where: str) -> EndOfRun:
     if not kills:
         raise UsageError(f"{where}: no OOM kill recorded, so --oom {index} names nothing")
     if not -len(kills) <= index < len(kills):
@@ -117,15 +87,30 @@ def pick_kill(kills: Sequence[OomKill], index: int, where: str) -> OomKill:
 
 
 def by_run(keys: Iterable[SnapshotKey]) -> dict[ContainerRun, list[SnapshotKey]]:
-    """Snapshots grouped by container run, runs in order, each oldest first."""
+    """Snapshots grouped by container run, each oldest first; runs by pod name, then each
+    name's incarnations in the order they were first seen, then container and run."""
+    ordered = sorted(keys, key=SnapshotKey.sort_key)
+    first_seen: dict[str, datetime] = {}
+    for key in ordered:
+        first_seen.setdefault(key.pod_uid, key.captured_at)
     runs: dict[ContainerRun, list[SnapshotKey]] = {}
-    for key in sorted(keys, key=lambda k: (k.pod, k.container, k.run, *k.sort_key())):
+    for key in sorted(
+        ordered, key=lambda k: (k.pod, first_seen[k.pod_uid], k.pod_uid, k.container, k.run)
+    ):
         runs.setdefault(key.container_run, []).append(key)
     return runs
 
 
+def incarnation(run: ContainerRun, keys: Sequence[SnapshotKey]) -> str:
+    """`pod db-0 (uid 6f1c2a9e, first snapshot 2026-11-26 03:12:00 UTC)`: which pod of that
+    name, for people; its first snapshot stands for its start (the baseline is taken then)."""
+    first = min((k.captured_at for k in keys), default=None)
+    since = f", first snapshot {first.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if first else ""
+    return f"pod {run.pod} (uid {run.uid_prefix}{since})"
+
+
 def select(
-    keys: Sequence[SnapshotKey], filters: Filters, kill: OomKill | None = None
+    keys: Sequence[SnapshotKey], filters: Filters, kill: EndOfRun | None = None
 ) -> list[SnapshotKey]:
     """The snapshots to fetch, oldest first; a run's baseline is always kept with it."""
     chosen = [
@@ -134,7 +119,7 @@ def select(
         if (filters.pod is None or k.pod == filters.pod)
         and (filters.container is None or k.container == filters.container)
         and (filters.run is None or k.run == filters.run)
-        and (kill is None or kill.owns(k))
+        and (kill is None or owns(kill, k))
     ]
     out: list[SnapshotKey] = []
     for run_keys in by_run(chosen).values():
@@ -158,7 +143,7 @@ class Pair:
     pre_oom: bool  # new is the run's pre-OOM snapshot (else its latest)
 
 
-def pairs(selected: Sequence[SnapshotKey], kills: Sequence[OomKill]) -> list[Pair]:
+def pairs(selected: Sequence[SnapshotKey], kills: Sequence[EndOfRun]) -> list[Pair]:
     """Baseline -> pre-OOM (or latest) for each run with two snapshots or more."""
     out = []
     for run, run_keys in by_run(selected).items():
@@ -171,6 +156,28 @@ def pairs(selected: Sequence[SnapshotKey], kills: Sequence[OomKill]) -> list[Pai
     return out
 
 
-def kills_from_status(status: Mapping[str, Any]) -> list[OomKill]:
-    found = (OomKill.from_json(doc) for doc in status.get("oomKills") or [])
-    return [k for k in found if k is not None]
+def kills_from_status(status: Mapping[str, Any], namespace: str) -> list[EndOfRun]:
+    """status.oomKills[] as run records (the status holds the figures a person reads)."""
+    kills = []
+    for doc in status.get("oomKills") or []:
+        if not isinstance(doc, Mapping):
+            continue
+        pod, container, run = doc.get("pod"), doc.get("container"), doc.get("run")
+        if not isinstance(pod, str) or not isinstance(container, str):
+            continue
+        if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+            continue
+        try:
+            moment = datetime.fromisoformat(str(doc.get("time") or "").replace("Z", "+00:00"))
+        except ValueError:
+            moment = datetime.fromtimestamp(0, UTC)
+        pre = doc.get("preOomSnapshot")
+        kills.append(
+            EndOfRun(
+                run=ContainerRun(namespace, pod, str(doc.get("uid") or ""), container, run),
+                ending=Ending.OOM_KILLED,
+                time=moment,
+                pre_oom_snapshot=pre if isinstance(pre, str) and pre else None,
+            )
+        )
+    return kills

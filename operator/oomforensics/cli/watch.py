@@ -21,10 +21,10 @@ from oomforensics.cli.render import render_verdict
 from oomforensics.local.cgroup import CgroupError, MemoryCgroup
 from oomforensics.local.memory import CgroupMemory, MemorySource, MetricsMemory, ProcMemory
 from oomforensics.local.probes import CgroupExit
-from oomforensics.local.session import evidence, next_run, oom_record
-from oomforensics.local.watcher import ExitProbe, Identity, Watcher, WatchResult
+from oomforensics.local.session import end_of_run, evidence, next_run
+from oomforensics.local.watcher import ExitProbe, Watcher, WatchResult
 from oomforensics.quantity import InvalidQuantity, parse_memory
-from oomforensics.triggers.model import TriggerSettings
+from oomforensics.triggers.model import ContainerRun, TriggerSettings
 
 CACHE = Path(os.environ.get("OOMF_CACHE", Path.home() / ".cache" / "oomforensics"))
 SPOOL_BYTES = 512 * 2**20
@@ -110,14 +110,14 @@ async def _watch(args: argparse.Namespace) -> int:
         else:
             memory = MetricsMemory(args.metrics_url or origin + "/metrics", http)
         pod = f"{socket.gethostname()}-{urlsplit(origin).port or 80}"
-        run_number = await next_run(archive, "local", args.name, pod, "main")
-        identity = Identity("local", args.name, pod, "main", run=run_number, uid=f"local:{pod}")
+        run = await next_run(archive, args.name, pod)
         probe: ExitProbe = CgroupExit(cgroup, args.pid) if cgroup or args.pid else _never
         result = await watch_once(
             base,
             memory,
             limit,
-            identity,
+            args.name,
+            run,
             archive,
             Spool(args.spool, SPOOL_BYTES),
             client,
@@ -132,7 +132,8 @@ async def watch_once(
     base: str,
     memory: MemorySource,
     limit: int | None,
-    identity: Identity,
+    investigation: str,
+    run: ContainerRun,
     archive: Archive,
     spool: Spool,
     client: PprofClient,
@@ -149,20 +150,15 @@ async def watch_once(
         + f"; snapshots to {archive.url}"
     )
     watcher = Watcher(
-        base, memory, limit, identity, archive, spool, client, probe, settings, reporter
+        base, memory, limit, investigation, run, archive, spool, client, probe, settings, reporter
     )
     if exited is not None:
         watcher.exited = exited
     result = await watcher.run()
     await spool.drain(archive)
-    if result.exit is not None:
-        key = result.captures[-1].key if result.captures else None
-        if key is not None:
-            await archive.put_run_file(
-                key,
-                "oom.json" if result.exit.oom_killed else "exit.json",
-                oom_record(result, limit),
-            )
+    if result.exit is not None and result.captures:
+        record = end_of_run(result, run, limit)
+        await archive.put_run_file(investigation, run, record.file_name, record.to_bytes())
     return result
 
 

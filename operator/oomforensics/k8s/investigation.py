@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,6 @@ from typing import Any
 
 from oomforensics.analysis.comparison import compare
 from oomforensics.analysis.snapshot import snapshot_from_files
-from oomforensics.archive.layout import ContainerRun as RunFolder
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import MANIFEST_NAME, build_manifest
 from oomforensics.archive.retention import RetentionPolicy, apply_retention
@@ -65,6 +63,7 @@ from oomforensics.triggers import (
     record_capture,
     state_for_run,
 )
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -121,13 +120,13 @@ class InvestigationRunner:
         self.wake = asyncio.Event()
         self._states: dict[ContainerRun, TriggerState] = {}
         self._pods: dict[str, Mapping[str, Any]] = {}  # uid -> last pod seen (OOM detection)
-        self._runs: dict[RunFolder, _RunRecord] = {}
-        self._oom: dict[tuple[str, str, int], OomKillStatus] = {}
+        self._runs: dict[ContainerRun, _RunRecord] = {}
+        self._oom: dict[ContainerRun, OomKillStatus] = {}
         self._oom_loaded = False
         self._pending_kills: list[tuple[Mapping[str, Any], Any]] = []
-        self._errors: dict[tuple[str, str, int], str] = {}  # by container run
-        self._failing: dict[tuple[str, str, int], _Failing] = {}  # by container run
-        self._last_working_set: dict[tuple[str, str], int] = {}
+        self._errors: dict[ContainerRun, str] = {}
+        self._failing: dict[ContainerRun, _Failing] = {}
+        self._last_working_set: dict[ContainerRun, int] = {}
         self._summaries: dict[tuple[str, str], JSON] = {}
         # Files of the snapshots taken by this process: one taken as the container died may
         # lack goroutine.txt, and a diff without it cannot see leaked connections.
@@ -296,14 +295,15 @@ class InvestigationRunner:
         working_set: int | None,
         archive: Archive | None,
     ) -> tuple[float, str | None]:
-        where = (target.pod, target.container)
-        run_id = (*where, target.restart_count)
+        run = target.run
         if working_set is None:  # not in PodMetrics (yet, or no metrics API at all)
             working_set, problem = await self._resident_set(target, spec)
             if working_set is None:
                 return spec.sampling_interval, problem
-        self._last_working_set[where] = working_set
-        run = target.run
+        self._last_working_set = {
+            r: w for r, w in self._last_working_set.items() if r.pod_uid != run.pod_uid
+        }
+        self._last_working_set[run] = working_set
         state = self._states.get(run)
         if state is None and archive is not None:
             state = await self._restored_state(archive, target)
@@ -313,12 +313,12 @@ class InvestigationRunner:
         self._states = {r: s for r, s in self._states.items() if r.pod_uid != run.pod_uid}
         self._states[run] = state
         if not (decision.capture and decision.reason):
-            return decision.next_sample_in, self._errors.get(run_id)
+            return decision.next_sample_in, self._errors.get(run)
         if archive is None:
             return decision.next_sample_in, "no archive to store snapshots in"
-        failing = self._failing.get(run_id)
+        failing = self._failing.get(run)
         if failing is not None and not failing.due(decision.reason, sample.at):
-            return decision.next_sample_in, self._errors.get(run_id)
+            return decision.next_sample_in, self._errors.get(run)
         key = await self._capture(target, spec, archive, decision.reason, working_set)
         if key is not None:
             self._states[run] = record_capture(state, sample.at, decision.reason)
@@ -336,7 +336,7 @@ class InvestigationRunner:
                     f"memory limit{percent}",
                     "Warning",
                 )
-        return decision.next_sample_in, self._errors.get(run_id)
+        return decision.next_sample_in, self._errors.get(run)
 
     async def _resident_set(
         self, target: Target, spec: InvestigationSpec
@@ -366,24 +366,17 @@ class InvestigationRunner:
     async def _restored_state(self, archive: Archive, target: Target) -> TriggerState:
         """After an operator restart: the run's stored captures count (no second baseline)."""
         state = state_for_run(None, target.run)
-        record = await self._run_record(
-            archive, self._folder(target.pod, target.container, target.restart_count)
-        )
+        record = await self._run_record(archive, target.run)
         for key in record.keys:
             with contextlib.suppress(ValueError):
                 state = record_capture(state, key.captured_at.timestamp(), key.reason)
         return state
 
-    def _folder(self, pod: str, container: str, run: int) -> RunFolder:
-        return RunFolder(self.namespace, self.name, pod, container, run)
-
-    async def _run_record(self, archive: Archive, folder: RunFolder) -> _RunRecord:
-        record = self._runs.setdefault(folder, _RunRecord())
+    async def _run_record(self, archive: Archive, run: ContainerRun) -> _RunRecord:
+        record = self._runs.setdefault(run, _RunRecord())
         if not record.loaded:
             try:
-                stored = await archive.list_snapshots(
-                    folder.namespace, folder.investigation, folder.pod, folder.container, folder.run
-                )
+                stored = await archive.list_run(self.name, run)
             except ArchiveError:
                 return record
             record.keys = sorted(set(record.keys) | set(stored), key=SnapshotKey.sort_key)
@@ -398,7 +391,7 @@ class InvestigationRunner:
         reason: str,
         working_set: int,
     ) -> SnapshotKey | None:
-        where = (target.pod, target.container, target.restart_count)
+        where = target.run
         settings = self.services.capture_settings(spec)
         proxy = spec.endpoint.access == "apiserver-proxy"
         client = self.services.client(settings, proxy)
@@ -418,13 +411,10 @@ class InvestigationRunner:
         self._errors.pop(where, None)
         self._failing.pop(where, None)
         key = SnapshotKey(
-            self.namespace,
-            self.name,
-            target.pod,
-            target.container,
-            target.restart_count,
-            captured.started_at,
-            reason,
+            investigation=self.name,
+            container_run=target.run,
+            captured_at=captured.started_at,
+            reason=reason,
         )
         memstats = None
         if "heap.txt" in captured.files:
@@ -434,7 +424,6 @@ class InvestigationRunner:
         manifest = build_manifest(
             key,
             captured.files,
-            pod_uid=target.uid,
             working_set_bytes=working_set,
             limit_bytes=target.limit,
             node=target.node,
@@ -472,7 +461,7 @@ class InvestigationRunner:
 
     def _failed(
         self,
-        where: tuple[str, str, int],
+        where: ContainerRun,
         reason: str,
         errors: Mapping[str, Exception],
         interval: float,
@@ -501,7 +490,8 @@ class InvestigationRunner:
         for doc in status.get("oomKills") or []:
             kill = oom_kill_from_json(doc)
             if kill is not None:
-                self._oom[(kill.uid, kill.container, kill.run)] = kill
+                run = ContainerRun(self.namespace, kill.pod, kill.uid, kill.container, kill.run)
+                self._oom[run] = kill
 
     def _oom_list(self) -> list[OomKillStatus]:
         return sorted(self._oom.values(), key=lambda k: k.time)
@@ -510,16 +500,15 @@ class InvestigationRunner:
         pending, self._pending_kills = self._pending_kills, []
         for pod, kill in pending:
             run = kill.run
-            ident = (run.pod_uid, run.container, run.restart_count)
-            if ident in self._oom:
+            if run in self._oom:
                 continue
             meta = pod.get("metadata") or {}
-            pod_name = str(meta.get("name") or "")
-            folder = self._folder(pod_name, run.container, run.restart_count)
-            record = await self._run_record(archive, folder)
+            pod_name = run.pod
+            record = await self._run_record(archive, run)
             pre = record.keys[-1] if record.keys else None
             percent = None
             summary = None
+            manifest = None
             if pre is not None:
                 with contextlib.suppress(ArchiveError):
                     manifest = await archive.read_manifest(pre)
@@ -542,7 +531,7 @@ class InvestigationRunner:
                 percent_of_limit=percent,
                 summary=summary,
             )
-            self._oom[ident] = status
+            self._oom[run] = status
             evidence = (
                 f"; last snapshot before the kill: {pre.path()}"
                 + (f" at {percent:.1f}% of the limit" if percent is not None else "")
@@ -553,8 +542,22 @@ class InvestigationRunner:
                 f"container {run.container} of pod {pod_name} (run {run.restart_count}) was "
                 f"OOM-killed, exit code {kill.termination.exit_code}{evidence}"
             )
+            record_of_end = EndOfRun(
+                run=run,
+                ending=Ending.OOM_KILLED,
+                time=moment,
+                exit_code=kill.termination.exit_code,
+                evidence=message,
+                pre_oom_snapshot=pre.path() if pre else None,
+                percent_of_limit=percent,
+                limit_bytes=manifest.limit_bytes if manifest else None,
+                last_working_set_bytes=manifest.working_set_bytes if manifest else None,
+                summary=summary,
+            )
             with contextlib.suppress(ArchiveError):
-                await archive.put_run_file(folder, "oom.json", _json_bytes(status.to_json()))
+                await archive.put_run_file(
+                    self.name, run, record_of_end.file_name, record_of_end.to_bytes()
+                )
             await self._event("OOMKilled", message, "Warning")
             await self._event(
                 "OOMKilled",
@@ -570,9 +573,7 @@ class InvestigationRunner:
     ) -> tuple[JSON | None, str | None]:
         """Baseline -> latest of the run with the newest snapshot among runs with two or more."""
         best: tuple[SnapshotKey, SnapshotKey] | None = None
-        for folder, record in self._runs.items():
-            if folder.namespace != self.namespace or folder.investigation != self.name:
-                continue
+        for record in self._runs.values():
             latest = self._comparable(record.keys)
             if latest is not None and (best is None or latest.sort_key() > best[1].sort_key()):
                 best = (record.keys[0], latest)
@@ -638,8 +639,8 @@ class InvestigationRunner:
     ) -> None:
         target_status = []
         for t in targets:
-            folder = self._runs.get(self._folder(t.pod, t.container, t.restart_count))
-            folder_keys = folder.keys if folder else []
+            record = self._runs.get(t.run)
+            folder_keys = record.keys if record else []
             target_status.append(
                 TargetStatus(
                     pod=t.pod,
@@ -647,10 +648,10 @@ class InvestigationRunner:
                     container=t.container,
                     restart_count=t.restart_count,
                     limit_bytes=t.limit,
-                    working_set_bytes=self._last_working_set.get((t.pod, t.container)),
+                    working_set_bytes=self._last_working_set.get(t.run),
                     snapshots=len(folder_keys),
                     last_snapshot=folder_keys[-1].path() if folder_keys else None,
-                    last_error=t.problem or self._errors.get((t.pod, t.container, t.restart_count)),
+                    last_error=t.problem or self._errors.get(t.run),
                 )
             )
         last = self._last_capture
@@ -712,7 +713,3 @@ def _without_readings(status: Mapping[str, Any]) -> JSON:
             for t in status.get("targets") or []
         ],
     }
-
-
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, sort_keys=True).encode()

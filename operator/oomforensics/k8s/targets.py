@@ -29,10 +29,11 @@ class Target:
     node: str = ""
     image: str = ""
     problem: str | None = None  # why it cannot be captured (no port, no container, ...)
+    namespace: str = ""
 
     @property
     def run(self) -> ContainerRun:
-        return ContainerRun(self.uid, self.container, self.restart_count)
+        return ContainerRun(self.namespace, self.pod, self.uid, self.container, self.restart_count)
 
 
 _CONTAINER_FIELDS = ("name", "image", "ports", "resources")
@@ -81,6 +82,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
         wanted = spec.container or containers[0].get("name")
         chosen = next((c for c in containers if c.get("name") == wanted), None)
         name, uid = str(meta.get("name") or ""), str(meta.get("uid") or "")
+        namespace = str(meta.get("namespace") or "")
         status = pod.get("status") or {}
         if chosen is None:
             targets.append(
@@ -94,6 +96,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
                     None,
                     False,
                     problem=f"pod {name} has no container {wanted!r} (spec.container)",
+                    namespace=namespace,
                 )
             )
             continue
@@ -114,6 +117,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
                 node=str((pod.get("spec") or {}).get("nodeName") or ""),
                 image=str(chosen.get("image") or ""),
                 problem=f"pod {name}: {problem}" if problem else None,
+                namespace=namespace,
             )
         )
     return sorted(targets, key=lambda t: (t.pod, t.container))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,6 +11,8 @@ from oomforensics.analysis.snapshot import Snapshot, snapshot_from_files
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.store import Archive
 from oomforensics.local.watcher import Capture, WatchResult
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
+from oomforensics.triggers.model import ContainerRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +28,21 @@ class Evidence:
         return self.pre_oom is not None and self.pre_oom != self.last
 
 
-async def next_run(
-    archive: Archive, namespace: str, investigation: str, pod: str, container: str
-) -> int:
-    """Each local watch of the same target is a new container run, numbered after the last."""
-    keys = await archive.list_snapshots(namespace, investigation, pod, container)
-    return max((k.run for k in keys), default=-1) + 1
+LOCAL_NAMESPACE = "local"
+LOCAL_CONTAINER = "main"
+
+
+async def next_run(archive: Archive, investigation: str, pod: str) -> ContainerRun:
+    """A local watch of a process: a new incarnation of its pod (a uid of its own), numbered
+    after the runs of earlier watches of the same target so they read in order."""
+    keys = await archive.list_snapshots(LOCAL_NAMESPACE, investigation, pod, LOCAL_CONTAINER)
+    return ContainerRun(
+        namespace=LOCAL_NAMESPACE,
+        pod=pod,
+        pod_uid=str(uuid.uuid4()),
+        container=LOCAL_CONTAINER,
+        restart_count=max((k.run for k in keys), default=-1) + 1,
+    )
 
 
 async def evidence(archive: Archive, result: WatchResult) -> Evidence | None:
@@ -67,18 +78,18 @@ async def _load(archive: Archive, key: SnapshotKey) -> Snapshot:
     return snapshot_from_files(archive.path_of(key), {**files, "manifest.json": manifest.to_json()})
 
 
-def oom_record(result: WatchResult, limit: int | None) -> bytes:
-    """`oom.json` for the run: when it died, how we know, and its pre-OOM snapshot."""
+def end_of_run(result: WatchResult, run: ContainerRun, limit: int | None) -> EndOfRun:
+    """How the watched process ended, in the archive's one shape for it (`EndOfRun`)."""
     assert result.exit is not None
     pre = result.pre_oom
-    doc = {
-        "observedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "reason": "OOMKilled" if result.exit.oom_killed else "Exited",
-        "exitCode": result.exit.exit_code,
-        "evidence": result.exit.evidence,
-        "limitBytes": limit,
-        "lastWorkingSetBytes": result.last_sample.working_set if result.last_sample else None,
-        "preOomSnapshot": pre.key.name if pre else None,
-        "preOomPercentOfLimit": pre.percent_of_limit if pre else None,
-    }
-    return (json.dumps(doc, indent=2) + "\n").encode()
+    return EndOfRun(
+        run=run,
+        ending=Ending.OOM_KILLED if result.exit.oom_killed else Ending.EXITED,
+        time=datetime.now(UTC),
+        exit_code=result.exit.exit_code,
+        evidence=result.exit.evidence,
+        pre_oom_snapshot=pre.key.path() if pre else None,
+        percent_of_limit=pre.percent_of_limit if pre else None,
+        limit_bytes=limit,
+        last_working_set_bytes=result.last_sample.working_set if result.last_sample else None,
+    )

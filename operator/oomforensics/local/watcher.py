@@ -27,18 +27,6 @@ from oomforensics.triggers.model import ContainerRun, Decision, MemorySample, Tr
 
 
 @dataclass(frozen=True, slots=True)
-class Identity:
-    """Where local snapshots go in the archive layout (namespace `local` by default)."""
-
-    namespace: str
-    investigation: str
-    pod: str
-    container: str
-    run: int = 0
-    uid: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class Capture:
     key: SnapshotKey
     path: str
@@ -94,7 +82,8 @@ class Watcher:
     pprof_url: str
     memory: MemorySource
     limit: int | None
-    identity: Identity
+    investigation: str  # the archive folder the runs go under (namespace `local` by default)
+    container_run: ContainerRun
     archive: Archive
     spool: Spool
     client: PprofClient
@@ -105,8 +94,7 @@ class Watcher:
 
     async def run(self) -> WatchResult:
         result = WatchResult()
-        run = ContainerRun(self.identity.uid, self.identity.container, self.identity.run)
-        state = new_state(run)
+        state = new_state(self.container_run)
         while True:
             reading = await self.memory.read()
             if reading is None:
@@ -153,18 +141,14 @@ class Watcher:
             self.reporter.failed(message)
             return None
         key = SnapshotKey(
-            namespace=self.identity.namespace,
-            investigation=self.identity.investigation,
-            pod=self.identity.pod,
-            container=self.identity.container,
-            run=self.identity.run,
+            investigation=self.investigation,
+            container_run=self.container_run,
             captured_at=captured.started_at,
             reason=reason,
         )
         manifest = build_manifest(
             key,
             captured.files,
-            pod_uid=self.identity.uid,
             working_set_bytes=sample.working_set,
             limit_bytes=self.limit,
             rss_bytes=rss,

@@ -31,6 +31,7 @@ from oomforensics.triggers.oom import (
     detect_oom_kills,
     is_oom,
     is_suspected_oom,
+    run_of,
     terminations,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "project",
     "reason_threshold",
     "record_capture",
+    "run_of",
     "state_for_run",
     "terminations",
     "threshold_reason",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ PREDICTED = "predicted"  # the growth fit says the limit is less than `horizon` 
 GROWTH = "growth"  # no limit: the working set jumped well above its moving average
 _THRESHOLD_PREFIX = "threshold-"
 REASON_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the run names its pod's namespace and name
 
 _T = TypeVar("_T")
 
@@ -70,18 +70,46 @@ class MemorySample:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRun:
-    """One life of a container: a restart starts a new run with fresh evidence and triggers.
+    """One life of one container of one pod: the identity every layer keys a run by.
 
-    The pod uid, not its name, tells pods apart: a StatefulSet pod recreated under the same
-    name is a different pod.
+    A restart starts a new run with fresh evidence and triggers. The pod uid, not its name,
+    tells pods apart: a StatefulSet pod recreated under the same name is a new incarnation
+    (new uid, restartCount 0 again) with runs of its own. Namespace and name are carried for
+    the archive's folders and for people, who know pods by name.
     """
 
+    namespace: str
+    pod: str
     pod_uid: str
     container: str
     restart_count: int
 
+    def __post_init__(self) -> None:
+        for name in ("namespace", "pod", "pod_uid", "container"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        count = self.restart_count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"restart_count must be an integer >= 0, got {count!r}")
+
+    @property
+    def uid_prefix(self) -> str:
+        """The first block of the uid: enough to tell incarnations apart on a screen."""
+        return self.pod_uid.split("-", 1)[0][:8]
+
+    @property
+    def incarnation(self) -> str:
+        """`pod (uid 6f1c2a9e)`: which pod of that name, for people."""
+        return f"{self.pod} (uid {self.uid_prefix})"
+
+    def restarted(self, restart_count: int) -> ContainerRun:
+        """Another run of the same container of the same pod."""
+        return replace(self, restart_count=restart_count)
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "namespace": self.namespace,
+            "pod": self.pod,
             "podUid": self.pod_uid,
             "container": self.container,
             "restartCount": self.restart_count,
@@ -90,6 +118,8 @@ class ContainerRun:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContainerRun:
         return cls(
+            namespace=_typed(data, "namespace", str),
+            pod=_typed(data, "pod", str),
             pod_uid=_typed(data, "podUid", str),
             container=_typed(data, "container", str),
             restart_count=_count(data, "restartCount"),

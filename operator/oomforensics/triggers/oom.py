@@ -100,14 +100,26 @@ def pod_uid(pod: Mapping[str, Any]) -> str:
     return uid
 
 
+def run_of(pod: Mapping[str, Any], container: str, restart_count: int) -> ContainerRun:
+    """The run `restart_count` of `container` in this pod incarnation."""
+    meta = _mapping(pod.get("metadata"))
+    return ContainerRun(
+        namespace=_str(meta.get("namespace")) or "",
+        pod=_str(meta.get("name")) or "",
+        pod_uid=pod_uid(pod),
+        container=container,
+        restart_count=restart_count,
+    )
+
+
 def container_runs(pod: Mapping[str, Any]) -> dict[str, ContainerRun]:
     """The current run of each container, by container name (empty before the pod has status)."""
-    uid = pod_uid(pod)
+    pod_uid(pod)  # raises for a pod without a uid, even before it has statuses
     runs: dict[str, ContainerRun] = {}
     for status in _container_statuses(pod):
         name = _str(status.get("name"))
         if name:
-            runs[name] = ContainerRun(uid, name, _int(status.get("restartCount")) or 0)
+            runs[name] = run_of(pod, name, _int(status.get("restartCount")) or 0)
     return runs
 
 
@@ -117,7 +129,7 @@ def terminations(pod: Mapping[str, Any]) -> dict[ContainerRun, Termination]:
     `state.terminated` ended the current run (restartCount); `lastState.terminated` ended the
     one before it (restartCount - 1).
     """
-    uid = pod_uid(pod)
+    pod_uid(pod)  # raises for a pod without a uid, even before it has statuses
     found: dict[ContainerRun, Termination] = {}
     for status in _container_statuses(pod):
         name = _str(status.get("name"))
@@ -126,10 +138,10 @@ def terminations(pod: Mapping[str, Any]) -> dict[ContainerRun, Termination]:
         restart_count = _int(status.get("restartCount")) or 0
         last = _mapping(_mapping(status.get("lastState")).get("terminated"))
         if last and restart_count > 0:
-            found[ContainerRun(uid, name, restart_count - 1)] = Termination.from_status(last)
+            found[run_of(pod, name, restart_count - 1)] = Termination.from_status(last)
         current = _mapping(_mapping(status.get("state")).get("terminated"))
         if current:
-            found[ContainerRun(uid, name, restart_count)] = Termination.from_status(current)
+            found[run_of(pod, name, restart_count)] = Termination.from_status(current)
     return found
 
 

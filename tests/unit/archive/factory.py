@@ -16,8 +16,10 @@ from oomforensics.archive import (
     SnapshotKey,
     build_manifest,
 )
+from oomforensics.triggers.model import ContainerRun
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+POD_UID = "6f1c2a9e-0d7b-4a51-9c1e-3b8e2f0a7d44"
 TEXT_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "text"
 HEAP_TEXT_BYTES = (TEXT_FIXTURES / "heap-go1.19.txt").read_bytes()
 GOROUTINE_TEXT_BYTES = (TEXT_FIXTURES / "goroutine-go1.19.txt").read_bytes()
@@ -41,15 +43,13 @@ def snapshot(
     investigation: str = "checkout-leak",
     profile_bytes: int = 2000,
     heap_inuse: int | None = None,
+    pod_uid: str = POD_UID,
 ) -> Snapshot:
     """One capture `minute` minutes after T0. The heap profile is incompressible noise of
     about `profile_bytes`, so sizes are predictable; `heap_inuse` goes into memstats."""
     key = SnapshotKey(
-        namespace=namespace,
         investigation=investigation,
-        pod=pod,
-        container=container,
-        run=run,
+        container_run=ContainerRun(namespace, pod, pod_uid, container, run),
         captured_at=T0 + timedelta(minutes=minute),
         reason=reason,
     )
@@ -62,7 +62,6 @@ def snapshot(
     manifest = build_manifest(
         key,
         files,
-        pod_uid="6f1c2a9e-0d7b-4a51-9c1e-3b8e2f0a7d44",
         node="node-a",
         image="registry.example/checkout:1.4.2",
         working_set_bytes=400 * 2**20,

@@ -46,9 +46,7 @@ def test_manifest_json_speaks_the_documented_field_names():
 
 def test_a_container_without_limit_has_a_null_limit():
     snap = snapshot()
-    manifest = build_manifest(
-        snap.key, snap.files, pod_uid="u", working_set_bytes=1, limit_bytes=None
-    )
+    manifest = build_manifest(snap.key, snap.files, working_set_bytes=1, limit_bytes=None)
     assert json.loads(manifest.to_json())["limitBytes"] is None
     assert Manifest.from_json(manifest.to_json()).limit_bytes is None
 

@@ -18,7 +18,7 @@ from oomforensics.archive import (
     SnapshotNotFound,
     StorageUnavailable,
 )
-from tests.unit.archive.factory import snapshot
+from tests.unit.archive.factory import POD_UID, snapshot
 
 
 async def test_a_stored_snapshot_reads_back_byte_for_byte_and_verifies(archive):
@@ -177,7 +177,10 @@ async def test_objects_outside_the_layout_are_ignored(tmp_path):
 async def test_a_folder_archive_is_laid_out_as_documented_and_outlives_the_process(tmp_path):
     snap = snapshot()
     await Archive.from_url(f"file://{tmp_path}").put_snapshot(snap.key, snap.files, snap.manifest)
-    folder = tmp_path / "shop/checkout-leak/checkout-7d9f/app/run-0/20261126T030000.000Z-periodic"
+    folder = (
+        tmp_path
+        / f"shop/checkout-leak/checkout-7d9f/{POD_UID}/app/run-0/20261126T030000.000Z-periodic"
+    )
     assert sorted(p.name for p in folder.iterdir()) == sorted([*snap.files, MANIFEST_NAME])
     assert (folder / HEAP_PROFILE).read_bytes() == snap.files[HEAP_PROFILE]  # as served
 
@@ -260,16 +263,31 @@ async def test_a_run_keeps_records_about_itself_beside_its_snapshots(archive):
     await archive.put_snapshot(snap.key, snap.files, snap.manifest)
     record = b'{"reason": "OOMKilled"}\n'
 
-    path = await archive.put_run_file(snap.key, "oom.json", record)
+    run = snap.key.container_run
+    path = await archive.put_run_file("checkout-leak", run, "oom.json", record)
 
-    assert path == "shop/checkout-leak/checkout-7d9f/app/run-0/oom.json"
-    assert await archive.read_run_file(snap.key.container_run, "oom.json") == record
+    assert path == f"shop/checkout-leak/checkout-7d9f/{POD_UID}/app/run-0/oom.json"
+    assert await archive.read_run_file("checkout-leak", run, "oom.json") == record
     assert await archive.list_snapshots() == [snap.key]  # a run record is not a snapshot
     assert await archive.list_incomplete() == []
     with pytest.raises(SnapshotNotFound):
-        await archive.read_run_file(snap.key, "exit.json")
+        await archive.read_run_file("checkout-leak", run, "exit.json")
     with pytest.raises(ArchiveError, match="plain name"):
-        await archive.put_run_file(snap.key, "../oom.json", record)
+        await archive.put_run_file("checkout-leak", run, "../oom.json", record)
+
+
+async def test_incarnations_of_one_pod_name_are_listed_apart(archive):
+    """A pod recreated under the same name: `pod` lists both, `pod_uid` or `list_run` one."""
+    old = snapshot(0, "baseline")
+    new = snapshot(5, "baseline", pod_uid="0b8e7c1d-5a2f-4c3e-8d9a-1f2e3d4c5b6a")
+    for snap in (old, new):
+        await archive.put_snapshot(snap.key, snap.files, snap.manifest)
+    assert await archive.list_snapshots("shop", "checkout-leak", "checkout-7d9f") == [
+        old.key,
+        new.key,
+    ]
+    assert await archive.list_run("checkout-leak", new.key.container_run) == [new.key]
+    assert await archive.list_snapshots(pod_uid=POD_UID) == [old.key]
 
 
 async def test_stale_incomplete_folders_are_deleted_and_nothing_else(tmp_path):

@@ -57,8 +57,14 @@ def test_the_cluster_form_with_filters():
 
 
 def test_the_archive_form_needs_no_cluster():
-    r = request("--archive", "s3://b/p", "--path", "default/inv/pod-1/app/run-3", "--out", "d")
-    assert r.scope == Scope("default", "inv", "pod-1", "app", 3)
+    path = "default/inv/pod-1/6f1c2a9e/app/run-3"
+    r = request("--archive", "s3://b/p", "--path", path, "--out", "d")
+    assert r.scope == Scope("default", "inv", "pod-1", "6f1c2a9e", "app", 3)
+    assert str(r.scope) == path
+    # A pod name alone: every incarnation of it.
+    assert request("--archive", "s3://b/p", "--path", "default/inv/pod-1").scope == Scope(
+        "default", "inv", "pod-1"
+    )
     assert r.archive == "s3://b/p" and r.out == Path("d")
     # NS/NAME with --archive is the same as --path NS/NAME: the cluster is not asked.
     assert request("default/inv", "--archive", "s3://b/p").scope == Scope("default", "inv")
@@ -81,7 +87,8 @@ def test_store_options_are_key_value_pairs():
         (("--archive", "s3://b/p"), "--archive needs --path"),
         (("default/inv", "--archive", "s3://b", "--path", "default/inv"), "not both"),
         (("--archive", "s3://b", "--path", "default"), "NAMESPACE/INVESTIGATION"),
-        (("--archive", "s3://b", "--path", "d/i/p/c/run-x"), "run-N"),
+        (("--archive", "s3://b", "--path", "d/i/p/u/c/run-x"), "run-<integer>"),
+        (("--archive", "s3://b", "--path", "d/i/p/u/c/run-0/x"), "NAMESPACE/INVESTIGATION"),
         (("--archive", "s3://b", "--path", "d/../p"), "not allowed"),
         (("default/Bad_Name",), "expected NAMESPACE/NAME"),
     ],

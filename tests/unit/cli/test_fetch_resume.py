@@ -3,6 +3,7 @@ verified, what a second run skips, what a damaged archive file does."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -12,20 +13,23 @@ import pytest
 
 from oomforensics.analysis.units import format_bytes
 from oomforensics.archive.layout import SnapshotKey
-from oomforensics.archive.manifest import build_manifest
+from oomforensics.archive.manifest import Manifest, build_manifest
 from oomforensics.archive.store import Archive
 from oomforensics.cli.download import Progress, fetch_snapshots, local_folder, read_manifests
 from oomforensics.cli.listing import render_investigation, render_table
 from oomforensics.cli.main import main
-from oomforensics.cli.selection import Filters, OomKill, pairs, select
+from oomforensics.cli.selection import Filters, kills_from_status, pairs, select
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
+from oomforensics.triggers.model import ContainerRun
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 LIMIT = 100 * 2**20
 REASONS = ["baseline", "periodic", "threshold-80", "threshold-90", "threshold-95"]
 
 
-def key(pod: str, run: int, minute: int, reason: str) -> SnapshotKey:
-    return SnapshotKey("default", "inv", pod, "app", run, T0 + timedelta(minutes=minute), reason)
+def key(pod: str, run: int, minute: int, reason: str, uid: str | None = None) -> SnapshotKey:
+    container_run = ContainerRun("default", pod, uid or f"uid-{pod}", "app", run)
+    return SnapshotKey("inv", container_run, T0 + timedelta(minutes=minute), reason)
 
 
 async def store(archive: Archive, k: SnapshotKey, percent: int) -> None:
@@ -36,7 +40,6 @@ async def store(archive: Archive, k: SnapshotKey, percent: int) -> None:
     manifest = build_manifest(
         k,
         files,
-        pod_uid="uid-" + k.pod,
         working_set_bytes=percent * LIMIT // 100,
         limit_bytes=LIMIT,
         memstats={"HeapInuse": percent * 2**18},
@@ -52,23 +55,18 @@ async def archive(tmp_path: Path) -> Archive:
     for minute, reason in enumerate(REASONS):
         await store(archive, key("checkout", 0, minute, reason), 10 + 20 * minute)
     await store(archive, key("checkout", 1, 10, "baseline"), 12)
-    kill = {
-        "pod": "checkout",
-        "container": "app",
-        "run": 0,
-        "time": "2026-11-26T03:05:00Z",
-        "exitCode": 137,
-        "preOomSnapshot": key("checkout", 0, 4, "threshold-95").path(),
-    }
-    await archive.put_run_file(
-        key("checkout", 0, 0, "baseline"), "oom.json", json.dumps(kill).encode()
-    )
+    kill = kill_of_run0()
+    await archive.put_run_file("inv", kill.run, kill.file_name, kill.to_bytes())
     return archive
 
 
-def kill_of_run0() -> OomKill:
-    return OomKill(
-        "checkout", "app", 0, "2026-11-26T03:05:00Z", key("checkout", 0, 4, "threshold-95").path()
+def kill_of_run0() -> EndOfRun:
+    return EndOfRun(
+        run=key("checkout", 0, 0, "baseline").container_run,
+        ending=Ending.OOM_KILLED,
+        time=datetime(2026, 11, 26, 3, 5, tzinfo=UTC),
+        exit_code=137,
+        pre_oom_snapshot=key("checkout", 0, 4, "threshold-95").path(),
     )
 
 
@@ -194,9 +192,11 @@ async def test_list_renders_runs_with_percent_of_limit_and_heap(archive: Archive
             }
         ],
     }
-    text = render_investigation("default/inv", status, "s3://b/p", manifests)
+    kills = kills_from_status(status, "default")
+    text = render_investigation("default/inv", status, "s3://b/p", manifests, kills)
     assert "  suspect    main.fetch (heap +20MB, x)" in text
-    assert "  container app, run 0, OOM-killed 2026-11-26T03:05:00Z" in text
+    assert "pod checkout (uid uid, first snapshot 2026-11-26 03:00:00 UTC)" in text
+    assert "  container app, run 0, OOM-killed 2026-11-26 03:05:00" in text
     rows = [line.split() for line in text.splitlines() if line.startswith("    2026")]
     ten = [format_bytes(10 * LIMIT // 100), format_bytes(10 * 2**18)]
     assert rows[0] == ["2026-11-26", "03:00:00", "baseline", "10.0%", *ten]
@@ -249,3 +249,40 @@ def test_the_command_on_a_damaged_archive_fails_without_suggesting_commands(
     assert "go tool pprof" not in captured.out
     (line,) = captured.err.splitlines()
     assert line.startswith(f"oomforensics: error: {pre.path()}heap.pb.gz: checksum mismatch")
+
+
+NEW_UID = "0b8e7c1d-5a2f-4c3e-8d9a-1f2e3d4c5b6a"
+
+
+async def recreate_checkout(archive: Archive) -> tuple[list[SnapshotKey], list[Manifest]]:
+    """checkout deleted and created again: a new uid, run 0 again, two snapshots."""
+    await store(archive, key("checkout", 0, 30, "baseline", NEW_UID), 10)
+    await store(archive, key("checkout", 0, 31, "periodic", NEW_UID), 15)
+    keys = await archive.list_snapshots("default", "inv")
+    return keys, await read_manifests(archive, keys)
+
+
+def test_a_pod_recreated_under_the_same_name_is_its_own_incarnation(
+    archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listed, fetched and paired apart from the killed pod of the same name; `--oom` still
+    names the old pod's run only."""
+    new_uid = NEW_UID
+    keys, manifests = asyncio.run(recreate_checkout(archive))
+    text = render_investigation("default/inv", {}, archive.url, manifests, [kill_of_run0()])
+    assert "pod checkout (uid 0b8e7c1d, first snapshot 2026-11-26 03:30:00 UTC)" in text
+    assert text.count("OOM-killed") == 1
+    found = pairs(select(keys, Filters(run=0)), [kill_of_run0()])
+    assert [(p.run.pod_uid, p.new.reason) for p in found] == [
+        ("uid-checkout", "threshold-95"),
+        (new_uid, "periodic"),
+    ]
+    out = tmp_path / "out"
+    argv = ["fetch", "--archive", archive.url, "--path", "default/inv", "--oom", "-1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fetched 5 snapshot(s)" in printed  # the killed run, not the new pod's run 0
+    assert not (out / "default/inv/checkout" / new_uid).exists()
+    argv = ["fetch", "--archive", archive.url, "--path", f"default/inv/checkout/{new_uid}"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "fetched 2 snapshot(s)" in capsys.readouterr().out

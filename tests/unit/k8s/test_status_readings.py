@@ -62,7 +62,7 @@ async def test_working_sets_alone_wait_a_minute_other_news_goes_out_at_once() ->
 
     async def publish(working_set: int, snapshots: int, later: float = 15) -> None:
         runner._written_at -= later  # the last write is that much older
-        runner._last_working_set[("checkout", "app")] = working_set
+        runner._last_working_set[targets[0].run] = working_set
         await runner._publish(1, runner._written or {}, observation(snapshots), targets)
 
     await publish(100 * MiB, 1)

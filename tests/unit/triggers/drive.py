@@ -19,7 +19,13 @@ from oomforensics.triggers import (
 MB = 1 << 20
 LIMIT = 1024 * MB
 T0 = 1_700_000_000.0  # POSIX seconds of the first sample
-RUN = ContainerRun(pod_uid="0c6b1a52-3f1e-4a7e-9a51-2f3c1d9e8b70", container="app", restart_count=0)
+RUN = ContainerRun(
+    namespace="shop",
+    pod="checkout-0",
+    pod_uid="0c6b1a52-3f1e-4a7e-9a51-2f3c1d9e8b70",
+    container="app",
+    restart_count=0,
+)
 
 
 def at_percent(percent: float, limit: int = LIMIT) -> int:

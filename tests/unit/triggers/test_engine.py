@@ -3,7 +3,6 @@
 import pytest
 
 from oomforensics.triggers import (
-    ContainerRun,
     MemorySample,
     TriggerSettings,
     new_state,
@@ -47,7 +46,7 @@ def test_a_restart_starts_a_new_run_with_fresh_triggers():
     driver.series([(0, 50), (40, 85), (80, 96)])
     assert driver.reasons() == ["baseline", "threshold-80", "threshold-95"]
 
-    restarted = ContainerRun(RUN.pod_uid, RUN.container, RUN.restart_count + 1)
+    restarted = RUN.restarted(RUN.restart_count + 1)
     assert state_for_run(driver.state, RUN) is driver.state  # same run: keep going
     driver.state = state_for_run(driver.state, restarted)
     assert driver.state == new_state(restarted)

@@ -17,7 +17,7 @@ JITTER = 0.05  # seconds each sample comes later than asked, as timers and reque
 def captures_after(leak_start: float, percent_per_second: float) -> list[tuple[str, float]]:
     """(reason, % of limit) of each capture once the leak has started, up to the limit."""
     settings = TriggerSettings()
-    state = state_for_run(None, ContainerRun("uid", "app", 0))
+    state = state_for_run(None, ContainerRun("shop", "app-0", "uid", "app", 0))
 
     def working_set(at: float) -> int:
         return int(LIMIT * (0.2 + max(0.0, at - leak_start) * percent_per_second / 100))

@@ -15,14 +15,20 @@ from oomforensics.triggers import (
 )
 from tests.unit.triggers.pods import OTHER_UID, UID, container_status, pod, terminated
 
+
+def run(uid: str, container: str, restart_count: int) -> ContainerRun:
+    """A run of the test pod (namespace shop, its default name)."""
+    return ContainerRun("shop", "checkout-7d9f8b6c5d-x2x9q", uid, container, restart_count)
+
+
 FINISHED = datetime(2025, 3, 4, 10, 12, 41, tzinfo=UTC).timestamp()
 
 
 def test_container_runs_come_from_the_pod_uid_and_restart_counts():
     observed = pod(container_status("app", 3), container_status("envoy", 0))
     assert container_runs(observed) == {
-        "app": ContainerRun(UID, "app", 3),
-        "envoy": ContainerRun(UID, "envoy", 0),
+        "app": run(UID, "app", 3),
+        "envoy": run(UID, "envoy", 0),
     }
 
 
@@ -51,7 +57,7 @@ def test_a_restart_after_an_oom_kill_reports_the_run_that_was_killed():
         )
     )
     [kill] = detect_oom_kills(before, after)
-    assert kill.run == ContainerRun(UID, "app", 2)  # restartCount 3 now: the killed run was 2
+    assert kill.run == run(UID, "app", 2)  # restartCount 3 now: the killed run was 2
     assert kill.termination == Termination(
         reason="OOMKilled",
         exit_code=137,
@@ -74,7 +80,7 @@ def test_an_oom_kill_is_reported_once_through_terminated_crashloop_and_running()
 
     assert detect_oom_kills(None, running) == []
     [kill] = detect_oom_kills(running, dead)  # seen as soon as the container is dead
-    assert kill.run == ContainerRun(UID, "app", 0)
+    assert kill.run == run(UID, "app", 0)
     assert detect_oom_kills(dead, backing_off) == []  # the same run, seen from lastState
     assert detect_oom_kills(backing_off, restarted) == []
     assert detect_oom_kills(restarted, restarted) == []
@@ -101,7 +107,7 @@ def test_several_restarts_between_two_looks_leave_only_the_latest_kill_visible()
         container_status("app", 2, last_terminated=terminated(finished_at="2025-03-04T08:00:00Z"))
     )
     after = pod(container_status("app", 5, last_terminated=terminated()))
-    assert [k.run for k in detect_oom_kills(before, after)] == [ContainerRun(UID, "app", 4)]
+    assert [k.run for k in detect_oom_kills(before, after)] == [run(UID, "app", 4)]
 
 
 def test_a_sidecar_kill_names_the_sidecar():
@@ -109,13 +115,13 @@ def test_a_sidecar_kill_names_the_sidecar():
     after = pod(
         container_status("app", 0), container_status("envoy", 1, last_terminated=terminated())
     )
-    assert [k.run for k in detect_oom_kills(before, after)] == [ContainerRun(UID, "envoy", 0)]
+    assert [k.run for k in detect_oom_kills(before, after)] == [run(UID, "envoy", 0)]
 
 
 def test_on_first_observation_a_visible_kill_is_reported_unless_older_than_since():
     observed = pod(container_status("app", 4, last_terminated=terminated()))
     [kill] = detect_oom_kills(None, observed)
-    assert kill.run == ContainerRun(UID, "app", 3)
+    assert kill.run == run(UID, "app", 3)
     assert detect_oom_kills(None, observed, since=FINISHED - 60) == [kill]
     assert detect_oom_kills(None, observed, since=FINISHED + 60) == []
 
@@ -129,7 +135,7 @@ def test_a_new_pod_with_the_same_name_is_another_pod():
     old = pod(container_status("app", 1, last_terminated=terminated()), uid=UID)
     new = pod(container_status("app", 1, last_terminated=terminated()), uid=OTHER_UID)
     [kill] = detect_oom_kills(old, new)  # same name, same run number: still a new kill
-    assert kill.run == ContainerRun(OTHER_UID, "app", 0)
+    assert kill.run == run(OTHER_UID, "app", 0)
     assert container_runs(new)["app"].pod_uid == OTHER_UID
 
 
@@ -139,7 +145,7 @@ def test_a_bare_sigkill_is_only_a_suspected_oom_kill_and_only_on_request():
     assert detect_oom_kills(before, after) == []
     [kill] = detect_oom_kills(before, after, include_suspected=True)
     assert kill.suspected
-    assert kill.run == ContainerRun(UID, "app", 0)
+    assert kill.run == run(UID, "app", 0)
 
 
 @pytest.mark.parametrize(

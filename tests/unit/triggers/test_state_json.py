@@ -20,7 +20,13 @@ def a_lived_in_state() -> TriggerState:
 def test_the_json_form_is_plain_and_reads_back_equal():
     state = a_lived_in_state()
     stored = json.loads(json.dumps(state.to_json()))
-    assert stored["run"] == {"podUid": RUN.pod_uid, "container": "app", "restartCount": 0}
+    assert stored["run"] == {
+        "namespace": "shop",
+        "pod": "checkout-0",
+        "podUid": RUN.pod_uid,
+        "container": "app",
+        "restartCount": 0,
+    }
     assert stored["firedThresholds"] == [80, 90]
     assert stored["pendingThresholds"] == [95]
     assert stored["lastCaptureReason"] == "threshold-95"
@@ -41,7 +47,8 @@ def test_an_operator_restart_does_not_refire_what_already_fired():
     [
         ({"version": 99}, "version"),
         ({"run": None}, "run"),
-        ({"run": {"podUid": "u", "container": "c", "restartCount": -1}}, "restartCount"),
+        ({"run": {**RUN.to_json(), "restartCount": -1}}, "restartCount"),
+        ({"run": {**RUN.to_json(), "pod": None}}, "'pod'"),
         ({"samples": [[1, 2, 3]]}, "pair"),
         ({"samples": [[2.0, 1], [1.0, 1]]}, "increasing"),
         ({"samples": [["x", 1]]}, "sample time"),
