@@ -7,11 +7,13 @@ tools, so change them only additively.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from oomforensics.analysis.accounting import MemoryAccount
 from oomforensics.analysis.findings import Analysis, analyse
+from oomforensics.analysis.judgement import SeriesJudgement, judge
+from oomforensics.analysis.series import SeriesEvidence, Track, gather_series, in_time_order
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.trend import TrendReport, function_trends
 from oomforensics.analysis.verdict import write_verdict
@@ -46,9 +48,11 @@ class Comparison:
     analysis: Analysis
     verdict: str
     trend: TrendReport | None = None  # over every snapshot, when three or more were given
+    judgement: SeriesJudgement | None = None  # the series' shape and confidence (always set)
 
     @property
     def leak_suspected(self) -> bool:
+        """A leak finding was raised, at any confidence (see `judgement` for how sure)."""
         return self.analysis.leak_suspected
 
 
@@ -59,12 +63,16 @@ def compare(
     mode: BaseMode = BaseMode.DIFF_BASE,
     series: Sequence[Snapshot] = (),
 ) -> Comparison:
-    """Compare `base` with `new`; with a `series` of three or more snapshots, add trends."""
+    """Compare `base` with `new`, judged on the whole `series` (base and new when empty);
+    with three or more snapshots, add trends."""
     heap = diff_profiles(base.profile, new.profile, sample_index, mode)
-    for snapshot in (base, new):
+    for snapshot in (base, new, *series):
         _require_heap_profile(snapshot)
     trend = function_trends(series, sample_index) if len(series) >= 3 else None
-    analysis = analyse(base, new, trend)
+    evidence = gather_series(series if len(series) >= 2 else (base, new))
+    analysis = analyse(base, new, trend, series=evidence)
+    judgement = judge(analysis)
+    verdict = write_verdict(analysis, judgement)
     return Comparison(
         base=base,
         new=new,
@@ -78,8 +86,9 @@ def compare(
             growth=analysis.facts.goroutine_growth,
         ),
         analysis=analysis,
-        verdict=write_verdict(analysis),
+        verdict=verdict,
         trend=trend,
+        judgement=replace(judgement, verdict=verdict),
     )
 
 
@@ -90,6 +99,23 @@ def _require_heap_profile(snapshot: Snapshot) -> None:
             f"{snapshot.source}: not a heap profile (its sample types are "
             f"{', '.join(sorted(types))}); oomforensics analyses /debug/pprof/heap profiles"
         )
+
+
+def judge_series(
+    snapshots: Sequence[Snapshot], sample_index: str | int | None = "inuse_space"
+) -> SeriesJudgement:
+    """The judgement of one container run's snapshots (any order; sorted by capture time).
+
+    At least two snapshots. See judgement.py for the confidence levels and when
+    `leak_suspected` is True, False or None (Unknown).
+    """
+    comparison = compare_series(sort_by_time(snapshots), sample_index)
+    assert comparison.judgement is not None
+    return comparison.judgement
+
+
+def sort_by_time(snapshots: Sequence[Snapshot]) -> list[Snapshot]:
+    return [s for _, s in in_time_order(snapshots)[0]]
 
 
 def compare_series(
@@ -137,7 +163,59 @@ def comparison_json(comparison: Comparison, top: int | None = None) -> dict[str,
         "verdict": comparison.verdict,
         "leakSuspected": comparison.leak_suspected,
         **({"trend": _trend_json(comparison.trend, top)} if comparison.trend else {}),
+        **(
+            {
+                "confidence": comparison.judgement.confidence.value,
+                "series": series_json(comparison.judgement, comparison.analysis.series),
+            }
+            if comparison.judgement is not None and comparison.analysis.series is not None
+            else {}
+        ),
     }
+
+
+def series_json(judgement: SeriesJudgement, evidence: SeriesEvidence) -> dict[str, Any]:
+    """The series' judgement and the tracks it stands on (bounded: MAX_TRACKS per kind)."""
+    return {
+        **judgement.to_json(),
+        "timed": evidence.timed,
+        "period": evidence.period,
+        "offsets": [round(t, 3) for t in evidence.seconds],
+        "heapTotal": _track_json(evidence.heap_total),
+        "heap": [_track_json(t) for t in evidence.heap],
+        "goroutines": [_track_json(t) for t in evidence.goroutines],
+        "connections": {state.value: _track_json(t) for state, t in evidence.connections.items()},
+        "native": _track_json(evidence.native) if evidence.native is not None else None,
+        "provenLeaks": (
+            [{"function": f, "count": c} for f, c in evidence.proven_leaks]
+            if evidence.proven_leaks is not None
+            else None
+        ),
+    }
+
+
+def _track_json(track: Track) -> dict[str, Any]:
+    report = track.report
+    return {
+        "name": track.name,
+        "unit": track.unit,
+        "shape": track.shape.value,
+        "steady": report.steady,
+        "first": track.first,
+        "last": track.last,
+        "growth": track.growth,
+        "error": track.error,
+        "growthSigma": _finite(report.growth_z),
+        "lateGrowth": round(report.late_growth),
+        "lateSigma": _finite(report.late_z),
+        "perHour": round(report.rate_per_second * 3600, 1),
+        "values": [round(p.value) for p in report.points],
+        "errors": [round(p.variance**0.5) for p in report.points],
+    }
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 2) if value == value and abs(value) != float("inf") else None
 
 
 def _trend_json(trend: TrendReport, top: int | None) -> dict[str, Any]:

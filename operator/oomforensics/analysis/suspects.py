@@ -192,6 +192,11 @@ class Suspect:
     objects: int
     path: tuple[str, ...]  # leaf first, ending at `function`
     mechanism: str | None  # set when no application frame is on the path
+    # Over a series (see series.py): the standard error of `bytes` from the heap profile's
+    # sampling, the shape of what it holds, and for goroutine suspects how many were added.
+    error: int | None = None
+    shape: str | None = None
+    goroutines: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -200,6 +205,9 @@ class Suspect:
             "objects": self.objects,
             "path": list(self.path),
             "mechanism": self.mechanism,
+            "error": self.error,
+            "shape": self.shape,
+            **({"goroutines": self.goroutines} if self.goroutines is not None else {}),
         }
 
 
@@ -208,6 +216,12 @@ def stack_growth(base: Profile | None, new: Profile) -> StackGrowth:
 
     Without a base, the growth from nothing: what each stack holds in `new`.
     """
+    return _stack_growth_rows(base, new)[0]
+
+
+def _stack_growth_rows(base: Profile | None, new: Profile) -> tuple[StackGrowth, Index, Index]:
+    """`stack_growth`, with the stack group of each row and the group of each sample of
+    `new` (so per-sample figures, such as a sampling variance, can follow the rows)."""
     space = new.sample_index("inuse_space")
     objects = new.sample_index("inuse_objects")
     parts = [new.samples] if base is None else [base.samples, new.samples]
@@ -227,7 +241,7 @@ def stack_growth(base: Profile | None, new: Profile) -> StackGrowth:
     offsets = np.zeros(rows.size + 1, dtype=np.intp)
     np.cumsum(sizes, out=offsets[1:])
     frames = stacks.frames[np.arange(int(offsets[-1])) + np.repeat(starts - offsets[:-1], sizes)]
-    return StackGrowth(
+    table = StackGrowth(
         names=stacks.names,
         frames=frames,
         offsets=offsets,
@@ -235,6 +249,7 @@ def stack_growth(base: Profile | None, new: Profile) -> StackGrowth:
         bytes_=delta_bytes[rows],
         objects=delta_objects[rows],
     )
+    return table, rows, stacks.group[stacks.part_starts[-1] :]
 
 
 def dominant_path(stacks: Iterable[tuple[Stack, int]], stop: str | None = None) -> tuple[str, ...]:
@@ -330,14 +345,29 @@ def owner_bytes(profile: Profile) -> dict[str, int]:
     `net/http.(*conn).serve` is on the stack of every handler's allocations (and of the
     profiler writing the snapshot), yet owns only its connections' buffers.
     """
-    table = stack_growth(None, profile)
+    return {name: held for name, (held, _) in owner_estimates(profile).items()}
+
+
+def owner_estimates(
+    profile: Profile, variance: NDArray[np.float64] | None = None
+) -> dict[str, tuple[int, float]]:
+    """Per suspect owner: (inuse bytes, the variance of that estimate).
+
+    `variance` holds one figure per sample of `profile` (see sampling.sample_variance); without
+    it the variances are 0. The profiler's own stacks are left out, as in `find_suspects`.
+    """
+    table, rows, sample_groups = _stack_growth_rows(None, profile)
     if not len(table):
         return {}
     names, owner, _ = _owners_with_profiler(table)
     bound = float(column_bounds(table.bytes.reshape(-1, 1))[0])
     totals = group_sum(owner, table.bytes, len(names), bound).tolist()
+    spread: list[float] = [0.0] * len(names)
+    if variance is not None and variance.size:
+        per_group = np.bincount(sample_groups, weights=variance, minlength=int(rows.max()) + 1)
+        spread = np.bincount(owner, weights=per_group[rows], minlength=len(names)).tolist()
     present = np.flatnonzero(np.bincount(owner, minlength=len(names))).tolist()
-    return {names[o]: int(totals[o]) for o in present if names[o] != _PROFILER}
+    return {names[o]: (int(totals[o]), float(spread[o])) for o in present if names[o] != _PROFILER}
 
 
 def find_suspects(

@@ -1,9 +1,10 @@
-"""The verdict: one short paragraph an SRE can act on. What grew, how fast, where, what next."""
+"""The verdict: one short paragraph an SRE can act on. What grew, its shape, where, what next,
+and how sure it is (judgement.py)."""
 
 from __future__ import annotations
 
-from oomforensics.analysis.findings import Analysis, Finding
-from oomforensics.analysis.suspects import Suspect
+from oomforensics.analysis.findings import LEAK_KINDS, Analysis, Finding, shape_words
+from oomforensics.analysis.judgement import Confidence, SeriesJudgement, judge, lead_track
 from oomforensics.analysis.units import format_bytes
 
 # What to check first, per kind of leak.
@@ -13,45 +14,61 @@ _ADVICE = {
         "only grow, entries added per request and never removed."
     ),
     "goroutine-leak": (
-        "Check what those goroutines block on: channel sends nobody receives, missing context "
-        "cancellation, missing timeouts."
+        "Check what those goroutines block on: channel sends nobody receives, locks never "
+        "released, missing context cancellation, missing timeouts."
     ),
     "non-heap-growth": (
         "Look at cgo libraries, mmap and other native allocations; Go heap profiles cannot "
         "show this memory."
     ),
 }
+_HTTP_HEADLINES = {
+    "unclosed-response-body": "HTTP response bodies are never closed.",
+    "transport-per-request": (
+        "a new http.Transport (or Client) per request: idle connections of abandoned "
+        "Transports pile up."
+    ),
+    "server-connections": "HTTP server connections pile up, held open by their clients.",
+}
 
 
-def write_verdict(analysis: Analysis) -> str:
+def write_verdict(analysis: Analysis, judgement: SeriesJudgement | None = None) -> str:
+    judged = judgement if judgement is not None else judge(analysis)
     findings = {f.kind: f for f in analysis.findings}
+    tail = _confidence(judged)
     if "no-growth" in findings:
-        return "No leak suspected. " + findings["no-growth"].message
-    lead = analysis.suspects[0] if analysis.suspects else None
-    if "unclosed-response-body" in findings:
-        return (
-            "Likely leak: HTTP response bodies are never closed. "
-            + findings["unclosed-response-body"].message
-        )
-    sentences = [_headline(findings, lead)]
+        return f"No leak suspected. {findings['no-growth'].message} {tail}"
+    likely = "Likely" if judged.confidence is Confidence.HIGH else "Possible"
+    first = next(f for f in analysis.findings if f.kind in LEAK_KINDS)
+    if first.kind in _HTTP_HEADLINES:
+        return f"{likely} leak: {_HTTP_HEADLINES[first.kind]} {first.message} {tail}"
+    sentences = [_headline(analysis, first, likely)]
     for kind in ("heap-growth", "goroutine-leak", "non-heap-growth"):
         if kind in findings:
             sentences.append(findings[kind].message)
-    primary = next(k for k in ("heap-growth", "goroutine-leak", "non-heap-growth") if k in findings)
-    sentences.append(_ADVICE[primary].format(where=lead.function if lead else "the code above"))
+    lead = analysis.suspects[0].function if analysis.suspects else "the code above"
+    sentences.append(_ADVICE[first.kind].format(where=lead))
+    sentences.append(tail)
     return " ".join(sentences)
 
 
-def _headline(findings: dict[str, Finding], lead: Suspect | None) -> str:
-    if "heap-growth" in findings and lead is not None:
-        where = f"{lead.function}" + (
-            f" ({format_bytes(lead.bytes)}, via {' <- '.join(lead.path[:5])})"
-            if len(lead.path) > 1
-            else f" ({format_bytes(lead.bytes)})"
+def _headline(analysis: Analysis, first: Finding, likely: str) -> str:
+    lead = analysis.suspects[0] if analysis.suspects else None
+    track = lead_track(analysis, first)
+    shape = f", {shape_words(track)}" if track is not None else ""
+    if first.kind == "heap-growth" and lead is not None:
+        error = f" ± {format_bytes(lead.error)}" if lead.error is not None else ""
+        via = f", via {' <- '.join(lead.path[:5])}" if len(lead.path) > 1 else ""
+        return f"{likely} leak in {lead.function} (+{format_bytes(lead.bytes)}{error}{shape}{via})."
+    if first.kind == "goroutine-leak":
+        where = f" in {lead.function}" if lead is not None else ""
+        return (
+            f"{likely} goroutine leak{where}{shape.replace(', ', ' (', 1) + ')' if shape else ''}."
         )
-        return f"Likely leak in {where}."
-    if "goroutine-leak" in findings:
-        return "Likely goroutine leak."
-    if "non-heap-growth" in findings:
-        return "Likely native memory leak outside the Go heap."
-    return "Likely leak."
+    if first.kind == "non-heap-growth":
+        return f"{likely} native memory leak outside the Go heap."
+    return f"{likely} leak."
+
+
+def _confidence(judged: SeriesJudgement) -> str:
+    return f"Confidence: {judged.confidence.value} ({judged.message.rstrip('.')})."

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 from oomforensics.analysis.findings import Thresholds, analyse
+from oomforensics.analysis.series import gather_series
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.trend import function_trends
 from oomforensics.analysis.verdict import write_verdict
@@ -85,7 +86,7 @@ def test_growth_below_the_sampling_resolution_is_noise():
 def test_goroutine_leak_names_the_application_frame():
     result = analyse(snapshot(0), later(0, workers=40))
     leak = next(f for f in result.findings if f.kind == "goroutine-leak")
-    assert leak.evidence["growth"] == [{"function": "main.worker", "count": 40}]
+    assert [(g["function"], g["count"]) for g in leak.evidence["growth"]] == [("main.worker", 40)]
     assert "main.worker" in write_verdict(result)
 
 
@@ -111,8 +112,10 @@ def test_thresholds_are_tunable():
 def test_verdict_is_one_paragraph_with_what_where_and_how_fast():
     verdict = write_verdict(analyse(snapshot(0), later(8 * MiB)))
     assert "\n" not in verdict
-    assert verdict.startswith("Likely leak in main.cacheResponse")
+    # Two snapshots show growth but no shape: a possible leak, said to be low confidence.
+    assert verdict.startswith("Possible leak in main.cacheResponse (+8MB ± ")
     assert "per hour" in verdict and "Check what main.cacheResponse keeps" in verdict
+    assert "Confidence: low" in verdict and "take at least two more snapshots" in verdict
 
 
 def test_suspects_over_a_series_rank_by_what_they_hold():
@@ -121,9 +124,11 @@ def test_suspects_over_a_series_rank_by_what_they_hold():
     stats = {"HeapInuse": 8 * MiB, "HeapIdle": MiB, "HeapReleased": 0, "Sys": 20 * MiB}
 
     def native(snapshot: Snapshot, rss: int) -> Snapshot:
-        # RSS climbs far past what Go holds: the mmap fixture's native growth.
+        # RSS climbs far past what Go holds: the mmap fixture's native growth. The profile is
+        # unsampled (period 1: every allocation recorded), so its figures carry no error.
         text = HeapText(0, 0, 0, 0, 1024 * 1024, (), MemStats({**stats, "NumGC": 10}))
-        return replace(snapshot, heap_text=text, manifest={"rssBytes": rss})
+        profile = replace(snapshot.profile, period=1)
+        return replace(snapshot, profile=profile, heap_text=text, manifest={"rssBytes": rss})
 
     run = [
         native(served(0, {CONN_BUFFER: 4096, PROFILER: 10}), 30 * MiB),
@@ -133,7 +138,7 @@ def test_suspects_over_a_series_rank_by_what_they_hold():
             130 * MiB,
         ),
     ]
-    analysis = analyse(run[0], run[-1], function_trends(run))
+    analysis = analyse(run[0], run[-1], function_trends(run), series=gather_series(run))
     assert "non-heap-growth" in {f.kind for f in analysis.findings}
     assert [s.function for s in analysis.suspects[:2]] == [
         "main.mapNative",

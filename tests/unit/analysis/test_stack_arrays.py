@@ -3,8 +3,6 @@ on generated profile pairs: recursion, inlining, unsymbolized frames, negative a
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,17 +97,13 @@ def test_stack_growth_suspects_and_paths_equal_the_reference(pair, limit, share)
 
 
 @settings(max_examples=200, deadline=None)
-@given(pair=pairs, reads=st.integers(0, 4))
-def test_unclosed_response_body_equals_the_reference(pair, reads):
+@given(pair=pairs)
+def test_http_callers_equal_the_reference(pair):
     base, new = build_pair(pair)
-    old_snapshot, new_snapshot = Snapshot("base", base), Snapshot("new", new)
-    facts = dataclasses.replace(
-        findings.gather_facts(old_snapshot, new_snapshot),
-        goroutine_growth=((findings.READ_LOOP, reads), (findings.WRITE_LOOP, 3)),
-    )
+    growth = stack_growth(base, new)
     index = new.sample_index("inuse_space")
-    expected = reference.unclosed_response_body(facts, dict(facts.stack_growth), new.stacks, index)
-    assert findings._unclosed_response_body(facts, True, new_snapshot) == expected
+    expected = reference.http_callers(dict(growth), new.stacks, index)
+    assert findings._http_callers(growth, Snapshot("new", new)) == expected
 
 
 @settings(max_examples=200, deadline=None)

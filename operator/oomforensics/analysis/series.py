@@ -1,0 +1,258 @@
+"""The evidence of a whole series: every figure that matters, as a shape over time.
+
+For one container run's snapshots in time order, this follows
+- the live heap bytes each suspect owner holds (the first application frame of its stacks,
+  as `find_suspects` attributes them), with the sampling error of each figure (sampling.py);
+- the goroutines of each owner (first application frame, else what started them);
+- the HTTP connections in each state their goroutines show (connections.py);
+- the resident memory outside the Go runtime (accounting.not_go);
+and gives each its shape (shape.py). The findings are judged on these tracks.
+
+Noise models where no sampling error exists. Counts of goroutines and figures of resident
+memory are exact when read, but move with what is in flight (requests, buffers, pages the
+allocator has yet to return), so their noise is measured on the series itself: with four or
+more snapshots, the jitter of the changes from one snapshot to the next (see `with_scatter`),
+never below a floor. A steady leak changes by the same amount each time and keeps the floor;
+jitter raises its own bar. With two
+or three snapshots there is no scatter to measure: a goroutine count is then taken to vary
+like a Poisson count (variance = the count). Floors: 1 goroutine; for resident memory outside
+Go a standard error of a third of max(5 % of the RSS, 1 MiB), 3 sigma being the bar findings
+always used.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from statistics import median
+
+from oomforensics.analysis.accounting import account
+from oomforensics.analysis.connections import ConnectionState, connection_counts
+from oomforensics.analysis.frames import first_application_frame, is_application
+from oomforensics.analysis.sampling import sample_variance, sampling_period
+from oomforensics.analysis.shape import Point, Shape, ShapeReport, classify
+from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.suspects import owner_estimates
+from oomforensics.analysis.trend import snapshot_time
+from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup
+
+MiB = 1024 * 1024
+MAX_TRACKS = 50  # per kind: bounded work and output, whatever the profile's size
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    name: str
+    unit: str  # "bytes" or "goroutines"
+    report: ShapeReport
+
+    @property
+    def shape(self) -> Shape:
+        return self.report.shape
+
+    @property
+    def leaking(self) -> bool:
+        return self.report.leaking
+
+    @property
+    def first(self) -> int:
+        return round(self.report.points[0].value)
+
+    @property
+    def last(self) -> int:
+        return round(self.report.points[-1].value)
+
+    @property
+    def growth(self) -> int:
+        return round(self.report.growth)
+
+    @property
+    def error(self) -> int:
+        return round(self.report.error)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesEvidence:
+    sources: tuple[str, ...]
+    seconds: tuple[float, ...]  # since the first snapshot
+    timed: bool  # False when capture times were unknown and the order was taken as given
+    period: int  # the heap profiles' sampling period (MemProfileRate), bytes
+    heap: tuple[Track, ...]  # owners that moved beyond noise: leaking first, then by size
+    heap_total: Track
+    goroutines: tuple[Track, ...]  # goroutine owners that moved beyond noise
+    connections: Mapping[ConnectionState, Track]
+    native: Track | None  # resident memory outside the Go runtime, when RSS and MemStats known
+    # Owners of the goroutines Go's GC proved leaked, in the last snapshot (None: not captured).
+    proven_leaks: tuple[tuple[str, int], ...] | None
+
+    @property
+    def count(self) -> int:
+        return len(self.sources)
+
+    @property
+    def span(self) -> float:
+        return self.seconds[-1] - self.seconds[0]
+
+    def stopped(self) -> list[Track]:
+        """Heap owners and goroutine owners that grew and stopped (plateau) or gave it back
+        (spike), the most significant rise first, the application's own before the rest."""
+        tracks = [
+            t
+            for t in (*self.heap[:10], *self.goroutines[:10])
+            if t.shape in (Shape.PLATEAU, Shape.SPIKE)
+        ]
+        return sorted(tracks, key=lambda t: (not is_application(t.name), -t.report.rise_z))
+
+    def heap_track(self, name: str) -> Track | None:
+        return next((t for t in self.heap if t.name == name), None)
+
+    def goroutine_track(self, name: str) -> Track | None:
+        return next((t for t in self.goroutines if t.name == name), None)
+
+
+def goroutine_owner(group: GoroutineGroup) -> str:
+    """Name a goroutine stack: its first application frame, else what started it."""
+    return first_application_frame(group.functions) or group.entry
+
+
+def in_time_order(snapshots: Sequence[Snapshot]) -> tuple[list[tuple[float, Snapshot]], bool]:
+    """(seconds since the first, snapshot) by capture time; as given when a time is unknown."""
+    try:
+        timed = sorted(((snapshot_time(s), s) for s in snapshots), key=lambda pair: pair[0])
+    except ValueError:
+        return [(float(i), s) for i, s in enumerate(snapshots)], False
+    start = timed[0][0]
+    return [(t - start, s) for t, s in timed], True
+
+
+def gather_series(snapshots: Sequence[Snapshot]) -> SeriesEvidence:
+    if len(snapshots) < 2:
+        raise ValueError("a series needs at least two snapshots")
+    ordered, timed = in_time_order(snapshots)
+    times = [t for t, _ in ordered]
+    shots = [s for _, s in ordered]
+    estimates = [owner_estimates(s.profile, sample_variance(s.profile)) for s in shots]
+    heap = _tracks(times, estimates, "bytes")
+    total = Track(
+        "total",
+        "bytes",
+        classify(
+            [
+                Point(t, float(sum(b for b, _ in e.values())), sum(v for _, v in e.values()))
+                for t, e in zip(times, estimates, strict=True)
+            ]
+        ),
+    )
+    goroutines: tuple[Track, ...] = ()
+    connections: dict[ConnectionState, Track] = {}
+    dumps = [s.goroutines for s in shots]
+    if all(d is not None for d in dumps):
+        present = [d for d in dumps if d is not None]
+        goroutines = _tracks(
+            times, [_count_map(d.counts(goroutine_owner)) for d in present], "goroutines"
+        )
+        states = [connection_counts(d) for d in present]
+        for state in ConnectionState:
+            values = [c.get(state, 0) for c in states]
+            if any(values):
+                connections[state] = Track(state.value, "goroutines", _count_shape(times, values))
+    leaks = shots[-1].goroutine_leaks
+    return SeriesEvidence(
+        sources=tuple(s.source for s in shots),
+        seconds=tuple(times),
+        timed=timed,
+        period=sampling_period(shots[-1].profile),
+        heap=heap,
+        heap_total=total,
+        goroutines=goroutines,
+        connections=connections,
+        native=_native(times, shots),
+        proven_leaks=_proven(leaks) if leaks is not None else None,
+    )
+
+
+SCATTER_POINTS = 4  # from this many snapshots on, noise is measured on the series itself
+
+
+def _count_map(counts: Counter[str]) -> dict[str, tuple[int, float]]:
+    return {name: (count, float(max(count, 1))) for name, count in counts.items()}
+
+
+def _count_shape(times: Sequence[float], values: Sequence[int]) -> ShapeReport:
+    points = [Point(t, float(v), float(max(v, 1))) for t, v in zip(times, values, strict=True)]
+    return classify(with_scatter(points, 1.0))
+
+
+def with_scatter(points: Sequence[Point], floor: float) -> list[Point]:
+    """Points whose variance is the series' own jitter (at least `floor`); unchanged below
+    SCATTER_POINTS points.
+
+    The jitter is measured on the changes from one snapshot to the next, robustly: 1.4826
+    times their median absolute deviation from their median estimates the standard deviation
+    of a change, and half its square the variance of a point. A steady leak changes by the
+    same amount each time (no jitter); a ramp that stopped changes once, which a median
+    ignores; noise changes every time, both ways.
+    """
+    n = len(points)
+    if n < SCATTER_POINTS:
+        return list(points)
+    changes = [b.value - a.value for a, b in pairwise(points)]
+    centre = median(changes)
+    spread = 1.4826 * median(abs(c - centre) for c in changes)
+    variance = max(spread * spread / 2, floor)
+    return [Point(p.seconds, p.value, variance) for p in points]
+
+
+def _tracks(
+    times: Sequence[float], tables: Sequence[Mapping[str, tuple[int, float]]], unit: str
+) -> tuple[Track, ...]:
+    """A track per name whose figure moved beyond noise, leaking ones first."""
+    names = set().union(*tables)
+    tracks = []
+    for name in names:
+        points = [
+            Point(t, float(table.get(name, (0, 0.0))[0]), table.get(name, (0, 0.0))[1])
+            for t, table in zip(times, tables, strict=True)
+        ]
+        if all(p.value == points[0].value for p in points):
+            continue
+        report = classify(with_scatter(points, 1.0) if unit == "goroutines" else points)
+        if report.shape is not Shape.FLAT:
+            tracks.append(Track(name, unit, report))
+    tracks.sort(key=_rank)
+    return tuple(tracks[:MAX_TRACKS])
+
+
+def _rank(track: Track) -> tuple[bool, bool, float, float, str]:
+    # Growth that continues first, the application's own code before the standard library's,
+    # then the fastest; the rest by how far they moved (a spike given back moved far).
+    report = track.report
+    moved = max(abs(p.value - report.points[0].value) for p in report.points)
+    return (
+        not report.leaking,
+        not is_application(track.name),
+        -(report.late_rate_per_second if report.leaking else moved),
+        -abs(report.growth),
+        track.name,
+    )
+
+
+def _native(times: Sequence[float], shots: Sequence[Snapshot]) -> Track | None:
+    accounts = [account(s) for s in shots]
+    if any(a.not_go is None or a.rss is None for a in accounts):
+        return None
+    points = []
+    floor = 0.0
+    for t, a in zip(times, accounts, strict=True):
+        assert a.not_go is not None and a.rss is not None
+        sigma = max(0.05 * a.rss, 1 * MiB) / 3
+        floor = max(floor, sigma * sigma)
+        points.append(Point(t, float(max(a.not_go, 0)), sigma * sigma))
+    return Track("outside the Go runtime", "bytes", classify(with_scatter(points, floor)))
+
+
+def _proven(dump: GoroutineDump) -> tuple[tuple[str, int], ...]:
+    counts = dump.counts(goroutine_owner)
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
