@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from oomforensics.analysis.comparison import compare_series, comparison_json
+from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
-from oomforensics.cli.render import render_comparison
-from oomforensics.pprof.diff import BaseMode
+from oomforensics.cli.render import SampleIndexChoice, render_comparison, render_table_only
+from oomforensics.pprof.diff import BaseMode, HeapDiff, diff_profiles, pair_sample_index
+from oomforensics.pprof.profile import Profile
 
 HUMAN_TOP_DEFAULT = 20
 
@@ -21,10 +25,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "diff",
         help="compare two profiles or snapshots (numbers equal to go tool pprof -diff_base)",
         description=(
-            "Compare snapshots. Each is a heap profile (.pb.gz) or a snapshot directory holding "
-            "heap.pb.gz and optionally heap.txt, goroutine.txt, manifest.json. The first is the "
-            "base and the last the new one; with three or more, per-function trends (growth "
-            "per hour and steadiness) rank the suspects."
+            "Compare snapshots. Each is a profile file (profile.proto, gzipped or not, or a Go "
+            "heap profile in debug=1 text) or a snapshot directory holding heap.pb.gz and "
+            "optionally heap.txt, goroutine.txt, manifest.json. The first is the base and the "
+            "last the new one; with three or more, per-function trends (growth per hour and "
+            "steadiness) rank the suspects. Profiles other than heap profiles (CPU, "
+            "contention, goroutine) get pprof's table alone."
         ),
     )
     parser.add_argument("base", type=Path, metavar="BASE")
@@ -32,9 +38,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--sample-index",
-        default="inuse_space",
+        default=None,
         metavar="X",
-        help="inuse_space (default), inuse_objects, alloc_space, alloc_objects, or a number",
+        help=(
+            "a sample type (inuse_space, alloc_space, cpu, ...) or its number; default: as "
+            "pprof, the profile's default sample type, else its last one"
+        ),
     )
     parser.add_argument(
         "--base-mode",
@@ -53,16 +62,101 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     snapshots = [load_snapshot(path) for path in [args.base, *args.new]]
+    base, new = snapshots[0].profile, snapshots[-1].profile
+    mode = BaseMode(args.base_mode)
+    index = pair_sample_index(base, new, args.sample_index)
+    chosen = SampleIndexChoice(new.sample_types[index].type, _index_source(base, new, args))
+    _print_names_as_pprof()
+    missing = _not_analysable(snapshots)
+    if missing is not None:
+        # Any pair pprof diffs (CPU, contention, goroutine, a heap profile of one type) gets
+        # pprof's table; the memory analysis reads inuse_space and inuse_objects.
+        heap = diff_profiles(base, new, index, mode)
+        names = _full_names(snapshots)
+        if args.json:
+            _dump(table_json(heap, chosen, names, args.top, missing))
+        else:
+            print(render_table_only(snapshots[0], snapshots[-1], heap, chosen, args.top, missing))
+        return 0
     try:
-        comparison = compare_series(snapshots, args.sample_index, BaseMode(args.base_mode))
+        comparison = compare_series(snapshots, chosen.name, mode)
     except ValueError as exc:  # trends need distinct capture times
         raise UsageError(str(exc)) from None
     if args.json:
-        json.dump(comparison_json(comparison, args.top), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        out = comparison_json(comparison, args.top)
+        _add_full_names(out["functions"], _full_names(snapshots))
+        _dump({"sampleIndex": out.pop("sampleIndex"), "sampleIndexSource": chosen.source, **out})
     else:
-        print(render_comparison(comparison, args.top or HUMAN_TOP_DEFAULT))
+        print(render_comparison(comparison, args.top or HUMAN_TOP_DEFAULT, chosen))
     return 0
+
+
+def _index_source(base: Profile, new: Profile, args: argparse.Namespace) -> str:
+    if args.sample_index is not None:
+        return "requested"
+    names = [st.type for st in new.sample_types]
+    default = new.default_sample_type or base.default_sample_type
+    return "default_sample_type" if default in names else "last"
+
+
+def _not_analysable(snapshots: list[Snapshot]) -> str | None:
+    """Why the memory analysis cannot run on these profiles, or None when it can."""
+    for snapshot in snapshots:
+        types = [st.type for st in snapshot.profile.sample_types]
+        if not {"inuse_space", "inuse_objects"} <= set(types):
+            return (
+                f"no memory analysis: it reads heap profiles' inuse_space and inuse_objects, "
+                f"and {snapshot.source} has {', '.join(types) or 'no sample types'}"
+            )
+    return None
+
+
+def _full_names(snapshots: list[Snapshot]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for snapshot in snapshots:
+        names.update(snapshot.profile.full_names)
+    return names
+
+
+def _add_full_names(functions: list[dict[str, Any]], full_names: dict[str, str]) -> None:
+    # "name" is pprof's; the function's own, when pprof shortens it, sits beside it.
+    for function in functions:
+        full = full_names.get(function["name"])
+        if full is not None:
+            function["fullName"] = full
+
+
+def table_json(
+    heap: HeapDiff,
+    chosen: SampleIndexChoice,
+    full_names: dict[str, str],
+    top: int | None,
+    missing: str,
+) -> dict[str, Any]:
+    functions = heap.functions if top is None else heap.functions[:top]
+    rows = [{"name": f.name, "flat": f.flat, "cum": f.cum} for f in functions]
+    _add_full_names(rows, full_names)
+    return {
+        "sampleIndex": heap.sample_index,
+        "sampleIndexSource": chosen.source,
+        "unit": heap.unit,
+        "baseMode": heap.mode.value,
+        "total": {"base": heap.base_total, "new": heap.new_total},
+        "functions": rows,
+        "analysis": missing,
+    }
+
+
+def _dump(value: dict[str, Any]) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _print_names_as_pprof() -> None:
+    # Names hold what the profile's bytes hold, invalid UTF-8 as lone surrogates: print those
+    # back as the same bytes, as pprof prints them, instead of failing on them.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def _positive(text: str) -> int:

@@ -1,4 +1,9 @@
-"""Read snapshots from local disk: a heap.pb.gz file or a snapshot directory."""
+"""Read snapshots from local disk: a profile file or a snapshot directory.
+
+A file is read as `go tool pprof` reads it: profile.proto (gzipped or raw), or a Go heap
+profile in debug=1 text, which alone gives the table, the memory accounting (its MemStats)
+and the verdict.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,11 @@ from oomforensics.analysis.snapshot import (
 from oomforensics.cli.errors import UsageError
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED
 from oomforensics.pprof.errors import ProfileError
-from oomforensics.pprof.profile import parse_profile
+from oomforensics.pprof.legacy import read_profile
 
 
 def load_snapshot(path: Path) -> Snapshot:
-    """A directory is read as a snapshot; any other file as a bare heap profile."""
+    """A directory is read as a snapshot; any other file as a bare profile."""
     if path.is_dir():
         files = {name: _read(path / name) for name in SNAPSHOT_FILES if (path / name).is_file()}
         if HEAP_PROFILE not in files:
@@ -26,9 +31,10 @@ def load_snapshot(path: Path) -> Snapshot:
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     try:
-        return Snapshot(source=str(path), profile=parse_profile(_read(path)))
+        profile, heap_text = read_profile(_read(path))
     except ProfileError as exc:
         raise type(exc)(f"{path}: {exc}") from None
+    return Snapshot(source=str(path), profile=profile, heap_text=heap_text)
 
 
 def _read(path: Path) -> bytes:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from oomforensics.analysis.accounting import ACCOUNT_ROWS
 from oomforensics.analysis.comparison import Comparison
+from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.units import format_signed, format_value, percent
+from oomforensics.pprof.diff import HeapDiff
 
 # The MemStats figures an engineer reconciles against RSS, in the order they add up.
 MEMORY_ROWS = (
@@ -30,11 +34,30 @@ MEMORY_ROWS = (
 _COUNTS = {"HeapObjects", "NumGC"}
 
 
-def render_comparison(comparison: Comparison, top: int | None) -> str:
+@dataclass(frozen=True, slots=True)
+class SampleIndexChoice:
+    """The sample index a diff used and why: "requested", "default_sample_type" (the
+    profile names it) or "last" (pprof's default when the profile names none)."""
+
+    name: str
+    source: str
+
+    def describe(self) -> str:
+        why = {
+            "requested": "as requested",
+            "default_sample_type": "pprof's default: the profile's default sample type",
+            "last": "pprof's default: the last sample type, the profile names no default",
+        }[self.source]
+        return f"sample index: {self.name} ({why})"
+
+
+def render_comparison(
+    comparison: Comparison, top: int | None, chosen: SampleIndexChoice | None = None
+) -> str:
     return "\n".join(
         [
-            *_header(comparison),
-            *_top_table(comparison, top),
+            *_header(comparison.base, comparison.new, comparison.heap, chosen),
+            *_top_table(comparison.heap, top),
             *_suspects(comparison),
             *_trend(comparison),
             *_accounting(comparison),
@@ -95,12 +118,26 @@ def _findings(c: Comparison) -> list[str]:
     return lines
 
 
-def _header(c: Comparison) -> list[str]:
-    heap = c.heap
+def render_table_only(
+    base: Snapshot,
+    new: Snapshot,
+    heap: HeapDiff,
+    chosen: SampleIndexChoice,
+    top: int | None,
+    why: str,
+) -> str:
+    """pprof's table for profiles the memory analysis does not read, and why it does not."""
+    return "\n".join([*_header(base, new, heap, chosen), *_top_table(heap, top), why])
+
+
+def _header(
+    base: Snapshot, new: Snapshot, heap: HeapDiff, chosen: SampleIndexChoice | None
+) -> list[str]:
     unit = heap.unit
     return [
-        f"base: {c.base.source}",
-        f"new:  {c.new.source}",
+        f"base: {base.source}",
+        f"new:  {new.source}",
+        *([chosen.describe()] if chosen is not None else []),
         f"{heap.sample_index}: {format_value(heap.base_total, unit)} -> "
         f"{format_value(heap.new_total, unit)} "
         f"({format_signed(heap.new_total - heap.base_total, unit)}), -{heap.mode.value}",
@@ -108,8 +145,8 @@ def _header(c: Comparison) -> list[str]:
     ]
 
 
-def _top_table(c: Comparison, top: int | None) -> list[str]:
-    heap, unit = c.heap, c.heap.unit
+def _top_table(heap: HeapDiff, top: int | None) -> list[str]:
+    unit = heap.unit
     shown = heap.functions if top is None else heap.functions[:top]
     lines = [f"{'flat':>10} {'flat%':>7} {'sum%':>7} {'cum':>10} {'cum%':>7}"]
     running = 0
@@ -129,8 +166,9 @@ def _top_table(c: Comparison, top: int | None) -> list[str]:
 
 def _memory_table(c: Comparison) -> list[str]:
     base, new, delta = c.memory.base, c.memory.new, c.memory.delta
-    if not base and not new:
-        return ["memory: no heap.txt (heap?debug=1) in the snapshots", ""]
+    if not any(key in base or key in new for key in MEMORY_ROWS):
+        # Bare profiles carry no MemStats: say so instead of printing an empty table.
+        return ["memory: no MemStats (heap.txt, heap?debug=1) in the snapshots", ""]
     lines = [f"{'memory':<14} {'base':>10} {'new':>10} {'delta':>10}"]
     for key in MEMORY_ROWS:
         if key not in base and key not in new:

@@ -39,6 +39,7 @@ class HeapRecord:
     alloc_objects: int
     alloc_bytes: int
     functions: tuple[str, ...]  # leaf first; empty when the endpoint printed no symbols
+    addresses: int = 0  # how many program counters the record's stack has
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,11 @@ def parse_heap_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> HeapText:
     stats: dict[str, MemStatValue] = {}
     current: tuple[int, int, int, int] | None = None
     functions: list[str] = []
+    addresses = 0
 
     def close_record() -> None:
         if current is not None:
-            records.append(HeapRecord(*current, functions=tuple(functions)))
+            records.append(HeapRecord(*current, functions=tuple(functions), addresses=addresses))
 
     for line in lines[start + 1 :]:
         record = _RECORD.match(line)
@@ -99,6 +101,7 @@ def parse_heap_text(data: bytes, max_bytes: int = DEFAULT_MAX_TEXT) -> HeapText:
             close_record()
             current = _counts(record)
             functions = []
+            addresses = record.group(5).count("0x")
             continue
         stat = _STAT.match(line)
         if stat:

@@ -453,6 +453,13 @@ class _Header:
         if not self.sample_types:
             raise InvalidProfile(f"not a pprof profile ({_describe(original)}: no sample types)")
 
+        # pprof's CheckValid: ids are non-zero and distinct.
+        for what, ids in (
+            ("mapping", [m.id for m in msg.mapping]),
+            ("function", [fn.id for fn in msg.function]),
+        ):
+            _check_ids(what, ids)
+
     def text(self, index: int, what: str) -> str:
         if not 0 <= index < len(self.strings):
             raise InvalidProfile(f"{what} refers to string {index}, beyond the string table")
@@ -488,6 +495,13 @@ class _Header:
             comments=tuple(text(c, "comment") for c in msg.comment),
             full_names=self._full_names,
         )
+
+
+def _check_ids(what: str, ids: Sequence[int]) -> None:
+    if 0 in ids:
+        raise InvalidProfile(f"malformed profile: found {what} with reserved ID=0")
+    if len(set(ids)) != len(ids):
+        raise InvalidProfile(f"malformed profile: multiple {what}s with the same id")
 
 
 # The fields the vectorised decoder reads, as (field number, wire type).
@@ -664,8 +678,8 @@ def _name_locations(
     drop = _compile(text(view.drop_frames, "drop_frames"))
     keep = _compile(text(view.keep_frames, "keep_frames")) if drop is not None else None
     count = locations.ids.size
-    if np.unique(locations.ids).size != count:
-        raise wire.Unsupported("duplicate location ids")
+    if np.unique(locations.ids).size != count or (locations.ids == 0).any():
+        raise wire.Unsupported("duplicate or zero location ids")  # the careful decoder says
     function_ids = np.fromiter((fn.id for fn in view.function), np.uint64, len(view.function))
     # Each function's name, as an index into `shown` (names as pprof prints them).
     shown = [header.function_name(fn) for fn in view.function]
@@ -867,6 +881,7 @@ def _location_frames(
     drop = _compile(text(msg.drop_frames, "drop_frames"))
     keep = _compile(text(msg.keep_frames, "keep_frames")) if drop is not None else None
 
+    _check_ids("location", [loc.id for loc in locations])
     frames: dict[int, Stack] = {}
     pruned: set[int] = set()
     pruned_beneath: set[int] = set()

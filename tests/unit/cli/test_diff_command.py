@@ -133,15 +133,24 @@ def test_usage_errors_exit_2():
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
-def test_two_cpu_profiles_are_refused_as_not_heap(tmp_path):
+def test_two_cpu_profiles_get_the_table_and_no_memory_analysis(tmp_path):
     paths = []
-    for name in ("a", "b"):
+    for name, busy in (("a", 10_000_000), ("b", 30_000_000)):
         path = tmp_path / f"{name}.pb.gz"
         path.write_bytes(
             ProfileBuilder(sample_types=[("samples", "count"), ("cpu", "nanoseconds")])
-            .sample([["main.main"]], 1, 10_000_000)
+            .sample([["main.spin"], ["main.main"]], 1, busy)
             .serialize()
         )
         paths.append(str(path))
-    result = run("diff", "--sample-index", "cpu", *paths)
-    assert result.returncode == 1 and "not a heap profile" in result.stderr
+    result = run("diff", *paths)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # pprof's default sample index (the builder names cpu, the last type), said as such.
+    assert "sample index: cpu (pprof's default: the profile's default sample type)" in lines
+    assert any(line.endswith("  main.spin") and "20000000" in line for line in lines)
+    assert "verdict" not in result.stdout
+    assert lines[-1].startswith("no memory analysis: it reads heap profiles' inuse_space")
+    out = json.loads(run("diff", "--json", *paths).stdout)
+    assert out["sampleIndex"] == "cpu" and out["sampleIndexSource"] == "default_sample_type"
+    assert out["functions"][0] == {"name": "main.spin", "flat": 20_000_000, "cum": 20_000_000}
