@@ -21,7 +21,7 @@ import kopf
 
 from oomforensics.k8s.api import GROUP, PLURAL, VERSION, KubeApi, client_for
 from oomforensics.k8s.investigation import InvestigationRunner
-from oomforensics.k8s.services import Services
+from oomforensics.k8s.services import OperatorServices
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
 from oomforensics.k8s.targets import essential_pod
 from oomforensics.triggers.oom import parse_time
@@ -69,13 +69,13 @@ async def configure(
     info = credentials(settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: no service account, no kubeconfig")
-    memo.services = Services(KubeApi(client_for(info)), config)
+    memo.services = OperatorServices(KubeApi(client_for(info)), config)
     memo.runners = {}
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    services: Services | None = memo.get("services")
+    services: OperatorServices | None = memo.get("services")
     if services is not None:
         await services.aclose()
         await services.api.aclose()

@@ -1,5 +1,7 @@
-"""Services shared by every investigation, built once at startup: the API client, PodMetrics
-lists (one per namespace per interval), capture clients, archives and their spools."""
+"""What an investigation needs from the world (`Services`, a protocol the runner's parts are
+written against and tests fake), and the operator's implementation, built once at startup and
+shared by every investigation: the API client, PodMetrics lists (one per namespace per
+interval), capture clients, archives and their spools."""
 
 from __future__ import annotations
 
@@ -7,27 +9,58 @@ import asyncio
 import gc
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from oomforensics.archive.spool import Spool
 from oomforensics.archive.store import Archive, ArchiveError
-from oomforensics.capture.client import CaptureSettings, PprofClient
-from oomforensics.k8s.api import ApiFailure, KubeApi
+from oomforensics.capture.client import CaptureResult, CaptureSettings, PprofClient
+from oomforensics.k8s.api import ApiFailure, KubeApi, ObjectRef
 from oomforensics.k8s.settings import OperatorSettings
 from oomforensics.k8s.spec import InvestigationSpec, StorageSpec
 
 JSON = dict[str, Any]
 
 
+class StorageReason(StrEnum):
+    """Why the archive cannot take snapshots: the StorageReady condition's reasons."""
+
+    NO_STORAGE_CONFIGURED = "NoStorageConfigured"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_UNREADABLE = "SecretUnreadable"
+    INVALID_STORAGE = "InvalidStorage"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+
+
 class StorageProblem(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: StorageReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
+class Services(Protocol):
+    """What a runner asks of the world. Failures: StorageProblem from `archive`, ApiFailure
+    from the API calls, CaptureError from `fetch`; `capture` reports per file instead."""
+
+    async def archive(self, storage: StorageSpec, namespace: str) -> Archive: ...
+
+    def spool(self, archive: Archive) -> Spool: ...
+
+    async def pod_metrics(self, namespace: str, max_age: float | None = None) -> list[JSON]: ...
+
+    async def capture(self, spec: InvestigationSpec, base_url: str) -> CaptureResult: ...
+
+    async def fetch(self, spec: InvestigationSpec, url: str, what: str) -> bytes: ...
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JSON: ...
+
+    async def post_event(self, about: ObjectRef, reason: str, message: str, type_: str) -> None: ...
+
+
 @dataclass
-class Services:
+class OperatorServices:
     """What every runner shares: the API, the settings, archives, spools, pprof clients."""
 
     api: KubeApi
@@ -79,6 +112,32 @@ class Services:
         )
         return spec.capture_settings(base)
 
+    async def capture(self, spec: InvestigationSpec, base_url: str) -> CaptureResult:
+        """The profiles at `base_url`, at most `max_captures` at once across investigations."""
+        proxy = spec.endpoint.access == "apiserver-proxy"
+        client = self.client(self.capture_settings(spec), proxy)
+        try:
+            async with self.capture_slots:
+                return await client.capture(base_url)
+        finally:
+            if proxy:
+                await client.aclose()
+
+    async def fetch(self, spec: InvestigationSpec, url: str, what: str) -> bytes:
+        proxy = spec.endpoint.access == "apiserver-proxy"
+        client = self.client(self.capture_settings(spec), proxy)
+        try:
+            return await client.fetch(url, what)
+        finally:
+            if proxy:
+                await client.aclose()
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> JSON:
+        return await self.api.patch_status(namespace, name, patch)
+
+    async def post_event(self, about: ObjectRef, reason: str, message: str, type_: str) -> None:
+        await self.api.post_event(about, reason, message, type_)
+
     def client(self, settings: CaptureSettings, proxy: bool) -> PprofClient:
         if proxy:  # through the API server, with its credentials: a client per capture
             return PprofClient(settings, http=self.api.http)
@@ -91,7 +150,7 @@ class Services:
         url = storage.url or self.settings.storage_url
         if not url:
             raise StorageProblem(
-                "NoStorageConfigured",
+                StorageReason.NO_STORAGE_CONFIGURED,
                 "set spec.storage.url, or OOMF_STORAGE_URL in the operator's environment",
             )
         options = dict(self.settings.storage_options if storage.url is None else ())
@@ -104,7 +163,11 @@ class Services:
             try:
                 credentials = await self.api.secret_data(secret_ns, secret)
             except ApiFailure as exc:
-                reason = "SecretNotFound" if exc.status == 404 else "SecretUnreadable"
+                reason = (
+                    StorageReason.SECRET_NOT_FOUND
+                    if exc.status == 404
+                    else StorageReason.SECRET_UNREADABLE
+                )
                 raise StorageProblem(
                     reason, f"storage credentials: Secret {secret_ns}/{secret}: {exc}"
                 ) from None
@@ -119,7 +182,7 @@ class Services:
                     url, credentials=credentials, options=options
                 )
             except ArchiveError as exc:
-                raise StorageProblem("InvalidStorage", str(exc)) from None
+                raise StorageProblem(StorageReason.INVALID_STORAGE, str(exc)) from None
         return self.archives[cache_key]
 
     def spool(self, archive: Archive) -> Spool:

@@ -12,16 +12,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from oomforensics.archive.layout import SnapshotKey
-from oomforensics.archive.manifest import build_manifest
+from oomforensics.archive.recorder import Reading, record_snapshot
 from oomforensics.archive.spool import Spool
 from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import PprofClient
 from oomforensics.local.memory import MemorySource
-from oomforensics.pprof.errors import ProfileError
-from oomforensics.pprof.heaptext import parse_memstats
 from oomforensics.triggers.engine import new_state, observe, record_capture
 from oomforensics.triggers.model import ContainerRun, Decision, MemorySample, TriggerSettings
 
@@ -140,49 +137,30 @@ class Watcher:
             result.failures.append(message)
             self.reporter.failed(message)
             return None
-        key = SnapshotKey(
-            investigation=self.investigation,
-            container_run=self.container_run,
-            captured_at=captured.started_at,
-            reason=reason,
-        )
-        manifest = build_manifest(
-            key,
-            captured.files,
-            working_set_bytes=sample.working_set,
-            limit_bytes=self.limit,
-            rss_bytes=rss,
-            memstats=_memstats(captured.files.get("heap.txt")),
-        )
         try:
-            path = await self.spool.submit(self.archive, key, captured.files, manifest)
+            recorded = await record_snapshot(
+                self.archive,
+                self.spool,
+                self.investigation,
+                self.container_run,
+                captured.started_at,
+                reason,
+                captured.files,
+                Reading(sample.working_set, self.limit, rss),
+            )
         except ArchiveError as exc:
             result.failures.append(str(exc))
             self.reporter.failed(str(exc))
             return None
-        spooled = key in self.spool.pending()
         capture = Capture(
-            key,
-            path,
+            recorded.key,
+            recorded.path,
             decision.percent_of_limit,
             sample.working_set,
             sample.at,
             time.time(),
-            spooled,
+            recorded.spooled,
         )
         result.captures.append(capture)
         self.reporter.captured(capture, reason)
         return capture
-
-
-def _memstats(heap_text: bytes | None) -> dict[str, int] | None:
-    if heap_text is None:
-        return None
-    try:
-        return parse_memstats(heap_text).integers()
-    except ProfileError:
-        return None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

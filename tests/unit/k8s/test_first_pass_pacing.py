@@ -8,23 +8,25 @@ import httpx
 import pytest
 
 from oomforensics.k8s.api import KubeApi
-from oomforensics.k8s.services import Services
+from oomforensics.k8s.services import OperatorServices
 from oomforensics.k8s.settings import OperatorSettings
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Services:
+def services(tmp_path: Path) -> OperatorServices:
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(404)))
-    return Services(KubeApi(http), OperatorSettings(spool_dir=tmp_path))
+    return OperatorServices(KubeApi(http), OperatorSettings(spool_dir=tmp_path))
 
 
-def test_a_lone_investigation_starts_at_once(services: Services) -> None:
+def test_a_lone_investigation_starts_at_once(services: OperatorServices) -> None:
     assert services.first_pass_delay(now=1000.0) == 0.0
     # Long after the last start, the next one does not wait either.
     assert services.first_pass_delay(now=2000.0) == 0.0
 
 
-def test_many_starting_together_are_spread_at_the_configured_rate(services: Services) -> None:
+def test_many_starting_together_are_spread_at_the_configured_rate(
+    services: OperatorServices,
+) -> None:
     delays = [services.first_pass_delay(now=1000.0) for _ in range(100)]
     step = 1 / services.first_passes_per_second
     assert delays == pytest.approx([i * step for i in range(100)])

@@ -3,10 +3,9 @@ the status patch that replaces what is gone."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from oomforensics.k8s.conditions import replacing_patch
-from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.spec import Endpoint, parse_spec
 from oomforensics.k8s.targets import (
     essential_pod,
@@ -97,22 +96,6 @@ def test_the_status_patch_clears_what_is_no_longer_there() -> None:
         "targets": [],
         "x": None,
     }
-
-
-def test_a_container_that_starts_wakes_the_pass_and_a_steady_one_does_not() -> None:
-    runner = InvestigationRunner(cast(Any, None), "shop", "mi", "uid-mi")
-    started = pod("a", {"app": "checkout"})
-    pending = {**started, "status": {"containerStatuses": [{"name": "app", "restartCount": 0}]}}
-    runner.pod_changed(pending, SPEC)
-    assert not runner.wake.is_set()  # nothing runs yet
-    runner.pod_changed(started, SPEC)
-    assert runner.wake.is_set()  # a run began: its baseline is due now
-    runner.wake.clear()
-    runner.pod_changed(started, SPEC)
-    assert not runner.wake.is_set()  # the same run, still running
-    other = pod("b", {"app": "cart"})
-    runner.pod_changed(other, SPEC)
-    assert not runner.wake.is_set()  # not selected
 
 
 def test_an_essential_pod_keeps_what_the_operator_reads() -> None:

@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from oomforensics.k8s.api import ApiFailure, KubeApi
-from oomforensics.k8s.services import Services, StorageProblem
+from oomforensics.k8s.services import OperatorServices, StorageProblem
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
 from oomforensics.k8s.spec import StorageSpec
 
 
-def services(tmp_path: Path, **settings: object) -> tuple[Services, list[str]]:
+def services(tmp_path: Path, **settings: object) -> tuple[OperatorServices, list[str]]:
     seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -31,7 +31,7 @@ def services(tmp_path: Path, **settings: object) -> tuple[Services, list[str]]:
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://api")
     config = OperatorSettings(spool_dir=tmp_path, **settings)  # type: ignore[arg-type]
-    return Services(KubeApi(http), config), seen
+    return OperatorServices(KubeApi(http), config), seen
 
 
 async def test_without_any_storage_the_user_is_told_where_to_set_it(tmp_path: Path) -> None:

@@ -1,0 +1,102 @@
+"""The snapshots of each container run an investigation took, oldest first.
+
+Rebuilt from the archive after an operator restart (a run's folder is listed the first time
+the run is seen), so a restart takes no second baseline. Keyed by `ContainerRun`: a pod
+recreated under the same name is another pod, with runs (and a baseline) of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from oomforensics.archive.layout import SnapshotKey
+from oomforensics.archive.store import Archive, ArchiveError
+from oomforensics.triggers import ContainerRun, TriggerState, record_capture, state_for_run
+
+
+@dataclass
+class RunRecord:
+    keys: list[SnapshotKey] = field(default_factory=list)
+    loaded: bool = False  # the archive's copy has been listed
+
+
+class RunLedger:
+    """Which snapshots each container run has, and which files those taken here hold."""
+
+    def __init__(self, investigation: str) -> None:
+        self.investigation = investigation
+        self._runs: dict[ContainerRun, RunRecord] = {}
+        # Files of the snapshots taken by this process: one taken as the container died may
+        # lack goroutine.txt, and a diff without it cannot see leaked connections.
+        self._files: dict[SnapshotKey, frozenset[str]] = {}
+        self.count: int | None = None  # snapshots in the archive, None until listed
+
+    def keys(self, run: ContainerRun) -> list[SnapshotKey]:
+        """What is known of the run's snapshots, without asking the archive."""
+        record = self._runs.get(run)
+        return list(record.keys) if record else []
+
+    async def load(self, archive: Archive, run: ContainerRun) -> list[SnapshotKey]:
+        """The run's snapshots, its folder listed the first time (or until that works)."""
+        record = self._runs.setdefault(run, RunRecord())
+        if not record.loaded:
+            try:
+                stored = await archive.list_run(self.investigation, run)
+            except ArchiveError:
+                return list(record.keys)
+            record.keys = sorted(set(record.keys) | set(stored), key=SnapshotKey.sort_key)
+            record.loaded = True
+        return list(record.keys)
+
+    async def restored_state(self, archive: Archive, run: ContainerRun) -> TriggerState:
+        """The run's trigger state as its stored captures leave it (no second baseline)."""
+        state = state_for_run(None, run)
+        for key in await self.load(archive, run):
+            with contextlib.suppress(ValueError):
+                state = record_capture(state, key.captured_at.timestamp(), key.reason)
+        return state
+
+    def add(self, key: SnapshotKey, files: Iterable[str]) -> None:
+        """A snapshot taken here (stored, or safe in the spool)."""
+        self._runs.setdefault(key.container_run, RunRecord()).keys.append(key)
+        self._files[key] = frozenset(files)
+        self.count = (self.count or 0) + 1
+
+    def forget(self, deleted: Iterable[SnapshotKey]) -> None:
+        gone = set(deleted)
+        for record in self._runs.values():
+            record.keys = [k for k in record.keys if k not in gone]
+        self.count = max(0, (self.count or 0) - len(gone))
+
+    async def counted(self, archive: Archive, namespace: str) -> int:
+        """The snapshot count, listed from the archive once (then kept up to date here)."""
+        if self.count is None:
+            with contextlib.suppress(ArchiveError):
+                self.count = len(await archive.list_snapshots(namespace, self.investigation))
+        return self.count or 0
+
+    def protected(self) -> set[SnapshotKey]:
+        """Each run's baseline and latest: retention never deletes them."""
+        return {k for r in self._runs.values() if r.keys for k in (r.keys[0], r.keys[-1])}
+
+    def comparable(self, keys: Sequence[SnapshotKey]) -> SnapshotKey | None:
+        """The latest snapshot after the baseline holding every file the baseline holds."""
+        if len(keys) < 2:
+            return None
+        base = self._files.get(keys[0])
+        for key in reversed(keys[1:]):
+            files = self._files.get(key)
+            if base is None or files is None or base <= files:
+                return key
+        return keys[-1]
+
+    def newest_pair(self) -> tuple[SnapshotKey, SnapshotKey] | None:
+        """Baseline -> latest comparable of the run with the newest such snapshot."""
+        best: tuple[SnapshotKey, SnapshotKey] | None = None
+        for record in self._runs.values():
+            latest = self.comparable(record.keys)
+            if latest is not None and (best is None or latest.sort_key() > best[1].sort_key()):
+                best = (record.keys[0], latest)
+        return best

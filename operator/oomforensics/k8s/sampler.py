@@ -1,0 +1,157 @@
+"""Memory readings and trigger decisions for each container run an investigation watches.
+
+Readings come from one PodMetrics list per namespace; a container missing from it (or every
+container, without a metrics API) is read from its own /metrics page. Each reading goes to
+the pure trigger engine with the run's state; a capture it asks for goes to the Capturer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from oomforensics.archive.store import Archive
+from oomforensics.capture.errors import CaptureError
+from oomforensics.capture.prometheus import RSS_METRIC, resident_bytes
+from oomforensics.k8s.api import ApiFailure
+from oomforensics.k8s.capturer import Capturer
+from oomforensics.k8s.events import EventReason, Events, EventType
+from oomforensics.k8s.runs import RunLedger
+from oomforensics.k8s.services import Services
+from oomforensics.k8s.spec import InvestigationSpec
+from oomforensics.k8s.targets import Target, metrics_url, working_sets
+from oomforensics.triggers import (
+    ContainerRun,
+    MemorySample,
+    TriggerState,
+    observe,
+    reason_threshold,
+    record_capture,
+    state_for_run,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """One target's pass: when to sample it next, and what is wrong with it (if anything)."""
+
+    next_in: float
+    error: str | None = None
+
+
+class Sampler:
+    """Readings, trigger states and the captures they call for, per container run."""
+
+    def __init__(
+        self,
+        services: Services,
+        namespace: str,
+        ledger: RunLedger,
+        capturer: Capturer,
+        events: Events,
+    ) -> None:
+        self._services = services
+        self._namespace = namespace
+        self._ledger = ledger
+        self._capturer = capturer
+        self._events = events
+        self._states: dict[ContainerRun, TriggerState] = {}
+        self.working_sets: dict[ContainerRun, int] = {}  # the latest reading of each run
+        self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
+
+    async def sample_all(
+        self,
+        targets: Sequence[Target],
+        spec: InvestigationSpec,
+        archive: Archive | None,
+        fresh: float,
+    ) -> list[Sampled]:
+        """Every running target once; PodMetrics at most `fresh` seconds old."""
+        watched = [t for t in targets if t.problem is None and t.running]
+        if not watched:
+            return []
+        try:
+            metrics = working_sets(await self._services.pod_metrics(self._namespace, fresh))
+            self._metrics_problem = None
+        except ApiFailure as exc:  # no metrics-server: each target's /metrics instead
+            metrics = {}
+            self._metrics_problem = f"metrics.k8s.io: {exc}"
+        # Together: one slow endpoint must not delay another target's pre-OOM capture.
+        return list(
+            await asyncio.gather(
+                *(self.sample(t, spec, metrics.get((t.pod, t.container)), archive) for t in watched)
+            )
+        )
+
+    async def sample(
+        self,
+        target: Target,
+        spec: InvestigationSpec,
+        working_set: int | None,
+        archive: Archive | None,
+    ) -> Sampled:
+        run = target.run
+        if working_set is None:  # not in PodMetrics (yet, or no metrics API at all)
+            working_set, problem = await self._resident_set(target, spec)
+            if working_set is None:
+                return Sampled(spec.sampling_interval, problem)
+        # One run per pod: a restart (or a recreated pod's new uid) replaces the old one.
+        self.working_sets = {r: w for r, w in self.working_sets.items() if r.pod_uid != run.pod_uid}
+        self.working_sets[run] = working_set
+        state = self._states.get(run)
+        if state is None and archive is not None:
+            state = await self._ledger.restored_state(archive, run)
+        state = state_for_run(state, run)
+        sample = MemorySample(time.time(), working_set)
+        state, decision = observe(state, sample, target.limit, spec.trigger_settings())
+        self._states = {r: s for r, s in self._states.items() if r.pod_uid != run.pod_uid}
+        self._states[run] = state
+        errors = self._capturer.errors
+        if not (decision.capture and decision.reason):
+            return Sampled(decision.next_sample_in, errors.get(run))
+        if archive is None:
+            return Sampled(decision.next_sample_in, "no archive to store snapshots in")
+        if not self._capturer.due(run, decision.reason, sample.at):
+            return Sampled(decision.next_sample_in, errors.get(run))
+        key = await self._capturer.capture(target, spec, archive, decision.reason, working_set)
+        if key is not None:
+            self._states[run] = record_capture(state, sample.at, decision.reason)
+            percent = (
+                f" at {decision.percent_of_limit:.1f}% of the limit"
+                if decision.percent_of_limit is not None
+                else ""
+            )
+            await self._events.post(
+                EventReason.SNAPSHOT_CAPTURED, f"{decision.reason}{percent}: {key.path()}"
+            )
+            threshold = reason_threshold(decision.reason)
+            if threshold is not None:
+                await self._events.post(
+                    EventReason.THRESHOLD_CROSSED,
+                    f"pod {target.pod} container {target.container} passed {threshold}% of "
+                    f"its memory limit{percent}",
+                    EventType.WARNING,
+                )
+        return Sampled(decision.next_sample_in, errors.get(run))
+
+    async def _resident_set(
+        self, target: Target, spec: InvestigationSpec
+    ) -> tuple[int | None, str | None]:
+        """The fallback memory reading: process_resident_memory_bytes from the target."""
+        url = metrics_url(target, spec.endpoint, self._namespace)
+        try:
+            page = await self._services.fetch(spec, url, "metrics")
+        except CaptureError as exc:
+            text, rss = str(exc), None
+        else:
+            rss = resident_bytes(page.decode("utf-8", errors="replace"))
+            text = f"{url}: no {RSS_METRIC}"
+        if rss is not None:
+            return rss, None
+        if self._metrics_problem is None:
+            return None, None  # PodMetrics lag a new pod by a scrape; they will come
+        return None, (
+            f"{target.pod}/{target.container}: no memory reading: {self._metrics_problem}; {text}"
+        )
