@@ -9,6 +9,7 @@ Usage::
 
 from oomforensics.capture.client import (
     DEFAULT_SETTINGS,
+    GOROUTINE_LEAK_FILE,
     PROFILE_FILES,
     CaptureResult,
     CaptureSettings,
@@ -20,12 +21,14 @@ from oomforensics.capture.errors import (
     CaptureTimeout,
     EndpointUnreachable,
     InvalidResponse,
+    NotFound,
     NotPprofEndpoint,
     ResponseTooLarge,
 )
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "GOROUTINE_LEAK_FILE",
     "PROFILE_FILES",
     "CaptureError",
     "CaptureResult",
@@ -33,6 +36,7 @@ __all__ = [
     "CaptureTimeout",
     "EndpointUnreachable",
     "InvalidResponse",
+    "NotFound",
     "NotPprofEndpoint",
     "PprofClient",
     "ResponseTooLarge",

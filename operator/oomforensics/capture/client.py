@@ -22,6 +22,7 @@ from oomforensics.capture.errors import (
     CaptureError,
     CaptureTimeout,
     EndpointUnreachable,
+    NotFound,
     ResponseTooLarge,
 )
 from oomforensics.capture.validation import Served, decode_content, status_error, validate
@@ -32,6 +33,13 @@ PROFILE_FILES: Mapping[str, str] = {
     "goroutine": "goroutine.txt",
     "allocs": "allocs.pb.gz",
 }
+# Go 1.26's goroutine leak profile (goroutines the GC proved leaked): fetched beside the
+# goroutine profile when `goroutine_leak` is on. Only binaries built with
+# GOEXPERIMENT=goroutineleakprofile serve it (runtime/pprof registers it under that
+# experiment, net/http/pprof serves what is registered); every other target answers 404,
+# which means "not served", not a failure. Serving it runs one leak-detecting GC cycle.
+GOROUTINE_LEAK = "goroutineLeak"
+GOROUTINE_LEAK_FILE = "goroutineleak.txt"
 # The part of an error response worth reading for the message.
 _ERROR_HEAD = 512
 
@@ -40,6 +48,8 @@ _ERROR_HEAD = 512
 class CaptureSettings:
     profiles: tuple[str, ...] = ("heap", "heapText", "goroutine")  # allocs is optional
     gc: bool = False  # run a GC before the heap profile (heap?gc=1): fresher, but a pause
+    # With the goroutine profile, also fetch /goroutineleak?debug=1 where served (see above).
+    goroutine_leak: bool = True
     # Connecting (and waiting for a pooled connection) may take this long.
     connect_timeout: float = 5.0
     # Once connected: the whole exchange, request to last byte, wall time. A slowloris that
@@ -88,6 +98,8 @@ def profile_url(base_url: str, profile: str, settings: CaptureSettings = DEFAULT
         return f"{root}/goroutine?debug=1"
     if profile == "allocs":
         return f"{root}/allocs"
+    if profile == GOROUTINE_LEAK:
+        return f"{root}/goroutineleak?debug=1"
     raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILE_FILES)}")
 
 
@@ -157,6 +169,8 @@ class PprofClient:
                 for profile in wanted:
                     if profile != "heap":
                         tasks.create_task(self._capture_one(base_url, profile, outcomes))
+                if "goroutine" in wanted and self.settings.goroutine_leak:
+                    tasks.create_task(self._capture_one(base_url, GOROUTINE_LEAK, outcomes))
         except ExceptionGroup as group:
             # Only bugs get here (endpoint problems are outcomes); raise the bug itself.
             if len(group.exceptions) == 1:
@@ -170,6 +184,13 @@ class PprofClient:
                 errors[PROFILE_FILES[profile]] = outcome
             else:
                 files[PROFILE_FILES[profile]] = outcome
+        leaks = outcomes.get(GOROUTINE_LEAK)
+        if isinstance(leaks, bytes):
+            files[GOROUTINE_LEAK_FILE] = leaks
+        elif leaks is not None and not _not_served(leaks) and PROFILE_FILES["goroutine"] in files:
+            # Only worth saying when the goroutine profile itself came: otherwise its own error
+            # already tells what is wrong with the target.
+            errors[GOROUTINE_LEAK_FILE] = leaks
         return CaptureResult(base_url, files, errors, started_at, datetime.now(UTC))
 
     async def fetch(self, url: str, profile: str) -> bytes:
@@ -205,7 +226,11 @@ class PprofClient:
 
         `profile` is a profile name (heap) or a file name; errors carry the file name.
         """
-        file = PROFILE_FILES.get(profile, profile)
+        file = (
+            GOROUTINE_LEAK_FILE
+            if profile == GOROUTINE_LEAK
+            else PROFILE_FILES.get(profile, profile)
+        )
         settings = self.settings
         received = 0
         answered = False
@@ -323,3 +348,8 @@ def _content_length(response: httpx.Response) -> int | None:
 
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _not_served(error: CaptureError) -> bool:
+    """A 404 for the goroutine leak profile: the target's Go does not serve it."""
+    return isinstance(error, NotFound)

@@ -43,6 +43,10 @@ class NotPprofEndpoint(CaptureError):
     """The URL answered with something other than a pprof profile (error status, HTML page)."""
 
 
+class NotFound(NotPprofEndpoint):
+    """HTTP 404: nothing is served at that URL (for an optional profile, simply absent)."""
+
+
 class ResponseTooLarge(CaptureError):
     """The body, or the profile inside it once decompressed, is above the configured cap."""
 

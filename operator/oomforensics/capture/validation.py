@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from oomforensics.capture.errors import (
     CaptureError,
     InvalidResponse,
+    NotFound,
     NotPprofEndpoint,
     ResponseTooLarge,
 )
@@ -27,12 +28,14 @@ _HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
 _TEXT_CHECKS: dict[str, Callable[[bytes, int], None]] = {
     "heapText": check_heap_text,
     "goroutine": check_goroutine_text,
+    "goroutineLeak": check_goroutine_text,
 }
 _WHAT = {
     "heap": "a gzipped heap profile",
     "allocs": "a gzipped allocs profile",
     "heapText": "a heap profile in debug=1 text form",
     "goroutine": "a goroutine profile in debug=1 text form",
+    "goroutineLeak": "a goroutine leak profile in debug=1 text form",
 }
 _ROOT_HINT = "is the URL the pprof root (usually /debug/pprof) on the port that serves it?"
 
@@ -79,7 +82,8 @@ def status_error(served: Served) -> CaptureError:
         hint = "the server failed to produce the profile"
     else:
         hint = "expected HTTP 200"
-    return NotPprofEndpoint(f"{hint} (got {what})", served.url, served.file)
+    kind = NotFound if status == 404 else NotPprofEndpoint
+    return kind(f"{hint} (got {what})", served.url, served.file)
 
 
 def decode_content(served: Served, max_bytes: int) -> Served:

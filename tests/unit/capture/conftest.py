@@ -13,6 +13,7 @@ HEAP = "/debug/pprof/heap"
 HEAP_GC = "/debug/pprof/heap?gc=1"
 HEAP_TEXT = "/debug/pprof/heap?debug=1"
 GOROUTINE = "/debug/pprof/goroutine?debug=1"
+GOROUTINE_LEAK = "/debug/pprof/goroutineleak?debug=1"  # Go 1.26+, with the GOEXPERIMENT
 ALLOCS = "/debug/pprof/allocs"
 # Small deadlines: every hostile case must end in a fraction of a second.
 FAST = CaptureSettings(connect_timeout=1.0, read_timeout=0.5)

@@ -16,7 +16,15 @@ from oomforensics.capture import (
     PprofClient,
 )
 from tests.support.hostile_http import after, hang, in_parts, refusing_port, reply
-from tests.unit.capture.conftest import ALLOCS, FAST, GOROUTINE, HEAP, HEAP_GC, HEAP_TEXT
+from tests.unit.capture.conftest import (
+    ALLOCS,
+    FAST,
+    GOROUTINE,
+    GOROUTINE_LEAK,
+    HEAP,
+    HEAP_GC,
+    HEAP_TEXT,
+)
 
 # A hostile endpoint that is not cut off would hang the test: fail it instead.
 pytestmark = pytest.mark.timeout(30)
@@ -36,7 +44,9 @@ async def test_captures_each_profile_exactly_as_served(
     assert result.ok
     assert result.base_url == healthy.pprof_url + "/"
     assert result.started_at.tzinfo is UTC and result.started_at <= result.finished_at
-    assert sorted(healthy.targets()) == sorted([HEAP, HEAP_TEXT, GOROUTINE])
+    # The goroutine leak profile is asked for too; this target (like any Go before 1.26, or
+    # built without the experiment) answers 404, which is no error: the file is just absent.
+    assert sorted(healthy.targets()) == sorted([HEAP, HEAP_TEXT, GOROUTINE, GOROUTINE_LEAK])
     # Asked for the bytes as written: no transport compression to undo (or to bomb us).
     assert {e.headers["accept-encoding"] for e in healthy.exchanges} == {"identity"}
 
@@ -45,7 +55,7 @@ async def test_gc_is_requested_on_the_heap_profile_only_when_asked(healthy):
     async with PprofClient(CaptureSettings(gc=True, read_timeout=5)) as client:
         result = await client.capture(healthy.pprof_url)
     assert result.ok
-    assert sorted(healthy.targets()) == sorted([HEAP_GC, HEAP_TEXT, GOROUTINE])
+    assert sorted(healthy.targets()) == sorted([HEAP_GC, HEAP_TEXT, GOROUTINE, GOROUTINE_LEAK])
 
 
 async def test_allocs_profile_when_asked(healthy, heap_pb_gz):
@@ -164,3 +174,31 @@ async def test_the_client_closes_its_own_http_client():
     # Closed: a second capture cannot start a new connection pool.
     with pytest.raises(RuntimeError):
         await client.fetch("http://127.0.0.1:9/x", "heap.pb.gz")
+
+
+LEAK_TEXT = b"""goroutineleak profile: total 2
+2 @ 0x48abee 0x41a72e 0x41a252 0x70261e 0x492541
+#\t0x70261d\tmain.waitForWarehouse+0x3d\texample.com/storefront/main.go:563
+
+"""
+
+
+async def test_the_goroutine_leak_profile_is_kept_where_served(healthy, client):
+    healthy.route(GOROUTINE_LEAK, reply(LEAK_TEXT))
+    result = await client.capture(healthy.pprof_url)
+    assert result.errors == {}
+    assert result.files["goroutineleak.txt"] == LEAK_TEXT
+
+
+async def test_a_goroutine_leak_profile_that_fails_otherwise_is_recorded(healthy, client):
+    healthy.route(GOROUTINE_LEAK, reply(b"boom", status=500))
+    result = await client.capture(healthy.pprof_url)
+    assert "goroutineleak.txt" not in result.files and result.ok
+    assert isinstance(result.errors["goroutineleak.txt"], NotPprofEndpoint)
+
+
+async def test_the_goroutine_leak_profile_can_be_left_out(healthy):
+    async with PprofClient(CaptureSettings(goroutine_leak=False, read_timeout=5)) as client:
+        result = await client.capture(healthy.pprof_url)
+    assert result.errors == {} and "goroutineleak.txt" not in result.files
+    assert GOROUTINE_LEAK not in healthy.targets()
