@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 
 from oomforensics.analysis.comparison import judge_series
+from oomforensics.capture import PprofClient
 from oomforensics.cli.files import load_snapshot
 from oomforensics.cli.main import main
+from oomforensics.pprof.goroutines import parse_goroutine_text
 from tests.support.gopprof import pprof_top
-from tests.support.storefront import MODES, Series, take_all
+from tests.support.storefront import MODES, Series, storefront, take_all
 
 pytestmark = pytest.mark.gotool
 
@@ -216,3 +218,13 @@ def test_numbers_still_equal_pprof(storefront_series, capsys, mode):
     assert [(f["name"], f["flat"], f["cum"]) for f in ours["functions"]] == [
         (r.name, r.flat, r.cum) for r in theirs
     ]
+
+
+async def test_capture_keeps_the_goroutine_leak_profile_of_a_go_that_serves_it(storefront_series):
+    # storefront_series: the fixture is built; the capture runs against a live service.
+    with storefront("goroutines") as svc:
+        async with PprofClient() as client:
+            result = await client.capture(svc.pprof_url)
+    assert result.errors == {}
+    leaks = parse_goroutine_text(result.files["goroutineleak.txt"])
+    assert leaks.profile == "goroutineleak"
