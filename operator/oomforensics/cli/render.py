@@ -74,8 +74,12 @@ def _suspects(c: Comparison) -> list[str]:
         return []
     lines = ["suspects (first application frame on the dominant growth path):"]
     for rank, s in enumerate(c.analysis.suspects, 1):
+        error = f" ± {format_value(s.error, 'bytes')}" if s.error is not None else ""
+        shape = f", {s.shape}" if s.shape else ""
+        count = f", {s.goroutines:+d} goroutines" if s.goroutines is not None else ""
         lines.append(
-            f"  {rank}. {s.function}  {format_signed(s.bytes, 'bytes')}, {s.objects:+d} objects"
+            f"  {rank}. {s.function}  {format_signed(s.bytes, 'bytes')}{error}, "
+            f"{s.objects:+d} objects{count}{shape}"
         )
         if s.mechanism:
             lines.append(f"     held by: {s.mechanism}")
@@ -114,6 +118,13 @@ def _accounting(c: Comparison) -> list[str]:
 def _findings(c: Comparison) -> list[str]:
     lines = ["findings:"]
     lines += [f"  [{f.kind}] {f.message}" for f in c.analysis.findings]
+    if c.judgement is not None:
+        j = c.judgement
+        suspected = {True: "True", False: "False", None: "Unknown"}[j.leak_suspected]
+        lines.append(
+            f"  series: {j.snapshots} snapshots over {j.seconds:.0f}s, shape {j.shape}, "
+            f"confidence {j.confidence}, LeakSuspected {suspected} ({j.reason})"
+        )
     lines += ["", "verdict: " + c.verdict]
     return lines
 
