@@ -7,7 +7,6 @@ obstore's types. The defaults make an outage show within seconds, so the spool t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from obstore.exceptions import BaseError
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 
 from oomforensics.archive.errors import ArchiveError, first_line
+from oomforensics.durations import InvalidDuration, parse_duration
 
 if TYPE_CHECKING:
     from obstore.store import (
@@ -73,7 +73,6 @@ _CREDENTIALS: dict[str, set[str]] = {
     "az": {"account_name", "account_key", "sas_key", "token", "client_id", "client_secret",
            "tenant_id"},
 }  # fmt: skip
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
 _SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfs": "az",
             "abfss": "az", "adl": "az", "azure": "az"}  # fmt: skip
 
@@ -211,12 +210,9 @@ def _parse_bool(url: str, name: str, raw: object) -> bool:
 
 
 def _parse_duration(url: str, name: str, raw: object) -> timedelta:
-    match = _DURATION.fullmatch(str(raw))
-    if not match:
+    try:
+        return timedelta(seconds=parse_duration(raw))
+    except InvalidDuration:
         raise ArchiveError(
             f"archive {url!r}: option {name}={raw!r} must be a duration like 500ms, 5s or 1m"
-        )
-    number = float(match.group(1))
-    unit = match.group(2) or "s"
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    return timedelta(seconds=number * scale)
+        ) from None

@@ -15,11 +15,13 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 
+from oomforensics.errors import OomForensicsError
+
 if TYPE_CHECKING:
     from oomforensics.archive.manifest import FileDigest
 
 
-class ArchiveError(Exception):
+class ArchiveError(OomForensicsError):
     """The archive could not do what was asked; the message says what and where."""
 
 

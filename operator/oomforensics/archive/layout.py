@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from oomforensics.errors import OomForensicsError
 from oomforensics.triggers.model import ContainerRun
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S"
@@ -29,7 +30,7 @@ _RUN = re.compile(r"run-(0|[1-9]\d*)")
 SEGMENTS = 7  # namespace, investigation, pod, pod uid, container, run-N, timestamp-reason
 
 
-class InvalidSnapshotKey(ValueError):
+class InvalidSnapshotKey(OomForensicsError, ValueError):
     """A snapshot key or archive path that does not follow the archive layout."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from oomforensics import __version__
 from oomforensics.archive.layout import SnapshotKey, to_utc_millis
+from oomforensics.errors import OomForensicsError
 from oomforensics.triggers.model import ContainerRun
 
 MANIFEST_NAME = "manifest.json"
@@ -31,7 +32,7 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class InvalidManifest(ValueError):
+class InvalidManifest(OomForensicsError, ValueError):
     """A manifest that cannot be read or does not describe a valid snapshot."""
 
 

@@ -19,7 +19,17 @@ from typing import Any
 import kopf
 
 from oomforensics.cli.errors import UsageError
-from oomforensics.k8s.api import GROUP, PLURAL, ApiFailure, KubeApi, client_for
+from oomforensics.k8s.api import (
+    GROUP,
+    PLURAL,
+    ApiFailure,
+    ApiForbidden,
+    ApiNotFound,
+    ApiUnauthorized,
+    ApiUnreachable,
+    KubeApi,
+    client_for,
+)
 from oomforensics.k8s.spec import InvalidSpec, StorageSpec, parse_spec
 
 # A namespace or an object name as the API server accepts them (DNS-1123 subdomain).
@@ -110,11 +120,11 @@ def connection_info(configuration: Any) -> kopf.ConnectionInfo:
 
 def explain(failure: ApiFailure, what: str) -> KubeError:
     """One line a user can act on, by HTTP status."""
-    if failure.status == 0:
+    if isinstance(failure, ApiUnreachable):
         return KubeError(f"{what}: the Kubernetes API server does not answer: {failure}")
-    if failure.status == 401:
+    if isinstance(failure, ApiUnauthorized):
         return KubeError(f"{what}: not authenticated (log in again?): {failure}")
-    if failure.status == 403:
+    if isinstance(failure, ApiForbidden):
         return KubeError(f"{what}: forbidden for your kube credentials: {failure}")
     return KubeError(f"{what}: {failure}")
 
@@ -122,24 +132,24 @@ def explain(failure: ApiFailure, what: str) -> KubeError:
 async def get_investigation(kube: Kube, ref: InvestigationRef) -> dict[str, Any]:
     try:
         return await kube.api.get_investigation(ref.namespace, ref.name)
+    except ApiNotFound:
+        raise KubeError(
+            f"no MemoryInvestigation {ref} (kubectl get {PLURAL}.{GROUP} -n {ref.namespace})"
+        ) from None
     except ApiFailure as exc:
-        if exc.status == 404:
-            raise KubeError(
-                f"no MemoryInvestigation {ref} (kubectl get {PLURAL}.{GROUP} -n {ref.namespace})"
-            ) from None
         raise explain(exc, f"MemoryInvestigation {ref}") from None
 
 
 async def list_investigations(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
+    where = f"in namespace {namespace}" if namespace else "in all namespaces"
     try:
         return await kube.api.list_investigations(namespace)
+    except ApiNotFound:
+        raise KubeError(
+            f"MemoryInvestigations {where}: the API server does not serve {PLURAL}.{GROUP} "
+            "(is the CRD installed?)"
+        ) from None
     except ApiFailure as exc:
-        where = f"in namespace {namespace}" if namespace else "in all namespaces"
-        if exc.status == 404:
-            raise KubeError(
-                f"MemoryInvestigations {where}: the API server does not serve {PLURAL}.{GROUP} "
-                "(is the CRD installed?)"
-            ) from None
         raise explain(exc, f"MemoryInvestigations {where}") from None
 
 
@@ -189,9 +199,9 @@ async def resolve_storage(
             credentials = await kube.api.secret_data(ref.namespace, storage.secret_name)
         except ApiFailure as exc:
             what = f"storage credentials: Secret {ref.namespace}/{storage.secret_name}"
-            if exc.status == 404:
+            if isinstance(exc, ApiNotFound):
                 raise KubeError(f"{what} (spec.storage.secretRef) does not exist") from None
-            if exc.status == 403:
+            if isinstance(exc, ApiForbidden):
                 raise KubeError(
                     f"{what}: your kube credentials may not read it (get secrets in "
                     f"{ref.namespace}); ask for access, or pass --archive URL with storage "

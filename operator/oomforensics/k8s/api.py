@@ -21,6 +21,7 @@ import httpx
 import kopf
 
 from oomforensics import __version__
+from oomforensics.errors import OomForensicsError
 
 GROUP = "oomforensics.io"
 VERSION = "v1alpha1"
@@ -31,12 +32,56 @@ MERGE_PATCH = "application/merge-patch+json"
 _counter = itertools.count()
 
 
-class ApiFailure(Exception):
-    """An API call that failed; `status` is the HTTP status (0: no answer)."""
+class ApiFailure(OomForensicsError):
+    """An API call that failed; `status` is the HTTP status (0: no answer).
+
+    `ApiFailure.of` picks the subclass for the status, so callers catch what they mean
+    (`except ApiNotFound`) instead of comparing numbers.
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+    @classmethod
+    def of(cls, status: int, message: str) -> ApiFailure:
+        kind = _BY_STATUS.get(status)
+        if kind is None:
+            kind = ApiServerError if status >= 500 else ApiFailure
+        return kind(status, message)
+
+
+class ApiUnreachable(ApiFailure):
+    """No answer at all: refused, timed out, TLS failed."""
+
+
+class ApiUnauthorized(ApiFailure):
+    """401: the credentials are not accepted."""
+
+
+class ApiForbidden(ApiFailure):
+    """403: the credentials may not do this."""
+
+
+class ApiNotFound(ApiFailure):
+    """404: no such object (or the API does not serve that resource)."""
+
+
+class ApiConflict(ApiFailure):
+    """409: the object changed meanwhile, or already exists."""
+
+
+class ApiServerError(ApiFailure):
+    """5xx: the API server failed; worth trying again later."""
+
+
+_BY_STATUS: dict[int, type[ApiFailure]] = {
+    0: ApiUnreachable,
+    401: ApiUnauthorized,
+    403: ApiForbidden,
+    404: ApiNotFound,
+    409: ApiConflict,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +163,13 @@ class KubeApi:
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiFailure(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
+            raise ApiFailure.of(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
         if response.status_code >= 400:
             try:
                 message = str(response.json().get("message") or response.text[:300])
             except ValueError:
                 message = response.text[:300]
-            raise ApiFailure(response.status_code, f"{method} {path}: {message}")
+            raise ApiFailure.of(response.status_code, f"{method} {path}: {message}")
         return response
 
     async def pod_metrics(self, namespace: str) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from oomforensics.archive.spool import Spool
 from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import CaptureResult, CaptureSettings, PprofClient
-from oomforensics.k8s.api import ApiFailure, KubeApi, ObjectRef
+from oomforensics.errors import OomForensicsError
+from oomforensics.k8s.api import ApiFailure, ApiNotFound, KubeApi, ObjectRef
 from oomforensics.k8s.settings import OperatorSettings
 from oomforensics.k8s.spec import InvestigationSpec, StorageSpec
 
@@ -34,7 +35,7 @@ class StorageReason(StrEnum):
     STORAGE_UNAVAILABLE = "StorageUnavailable"
 
 
-class StorageProblem(Exception):
+class StorageProblem(OomForensicsError):
     def __init__(self, reason: StorageReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -165,7 +166,7 @@ class OperatorServices:
             except ApiFailure as exc:
                 reason = (
                     StorageReason.SECRET_NOT_FOUND
-                    if exc.status == 404
+                    if isinstance(exc, ApiNotFound)
                     else StorageReason.SECRET_UNREADABLE
                 )
                 raise StorageProblem(

@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from oomforensics.errors import OomForensicsError
 from oomforensics.quantity import InvalidQuantity, parse_memory
 
 
-class InvalidSettings(ValueError):
+class InvalidSettings(OomForensicsError, ValueError):
     """An environment variable the operator cannot use; the message names it."""
 
 

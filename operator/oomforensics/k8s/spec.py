@@ -7,25 +7,52 @@ hand (or by an older CRD) becomes a condition a user can act on, never a crash.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from oomforensics.capture.client import PROFILE_FILES, CaptureSettings
+from oomforensics.durations import EXAMPLES, InvalidDuration
+from oomforensics.durations import parse_duration as _seconds
+from oomforensics.errors import OomForensicsError
 from oomforensics.quantity import InvalidQuantity, parse_memory
 from oomforensics.triggers.model import TriggerSettings
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# The spec's defaults, in the CRD's own shape and spelling: the one source of them. The CRD's
+# `default:` values must equal these (tests/unit/k8s/test_defaults.py), the API server fills
+# them in, and parse_spec falls back on them for a spec written without them.
+SPEC_DEFAULTS: Mapping[str, Any] = {
+    "endpoint": {"path": "/debug/pprof", "scheme": "http", "access": "direct"},
+    "sampling": {"interval": "15s"},
+    "snapshots": {"interval": "10m", "profiles": ["heap", "heapText", "goroutine"], "gc": False},
+    "triggers": {
+        "limitPercent": [80, 90, 95],
+        "predictive": {"horizon": "2m"},
+        "growthPercent": 50,
+        "cooldown": "30s",
+    },
+    "retention": {"keepNewest": 10, "maxBytesPerRun": "256Mi"},
+    "summary": {"topN": 5},
+    "suspend": False,
+}
+
+
+def default(*path: str) -> Any:
+    """The default of one spec field, by its path below `spec` ("sampling", "interval")."""
+    value: Any = SPEC_DEFAULTS
+    for part in path:
+        value = value[part]
+    return value
+
+
 _PATH = re.compile(r"^/[^?#\s]*$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 ACCESS_MODES = ("direct", "apiserver-proxy")
 
 
-class InvalidSpec(ValueError):
+class InvalidSpec(OomForensicsError, ValueError):
     """A spec field that cannot be used; `field` is its path (e.g. `spec.sampling.interval`)."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -35,18 +62,10 @@ class InvalidSpec(ValueError):
 
 def parse_duration(text: object, field: str) -> float:
     """A Go-style duration ("15s", "10m", "1h30m", "500ms") in seconds."""
-    if not isinstance(text, str) or not text:
-        raise InvalidSpec(field, f"expected a duration such as 15s, 10m or 1h30m, got {text!r}")
-    position = 0
-    total = 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not math.isfinite(total):
-        raise InvalidSpec(field, f"expected a duration such as 15s, 10m or 1h30m, got {text!r}")
-    return total
+    try:
+        return _seconds(text)
+    except InvalidDuration:
+        raise InvalidSpec(field, f"expected a duration such as {EXAMPLES}, got {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +101,9 @@ class Endpoint:
 
     port: int | None = None
     port_name: str | None = None
-    path: str = "/debug/pprof"
-    scheme: str = "http"
-    access: str = "direct"
+    path: str = default("endpoint", "path")
+    scheme: str = default("endpoint", "scheme")
+    access: str = default("endpoint", "access")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +118,19 @@ class InvestigationSpec:
     selector: LabelSelector
     container: str | None = None
     endpoint: Endpoint = field(default_factory=Endpoint)
-    sampling_interval: float = 15.0
-    snapshot_interval: float = 600.0
-    profiles: tuple[str, ...] = ("heap", "heapText", "goroutine")
-    gc: bool = False
-    thresholds: tuple[int, ...] = (80, 90, 95)
-    horizon: float = 120.0
-    growth_percent: int = 50
-    cooldown: float = 30.0
+    sampling_interval: float = _seconds(default("sampling", "interval"))
+    snapshot_interval: float = _seconds(default("snapshots", "interval"))
+    profiles: tuple[str, ...] = tuple(default("snapshots", "profiles"))
+    gc: bool = default("snapshots", "gc")
+    thresholds: tuple[int, ...] = tuple(default("triggers", "limitPercent"))
+    horizon: float = _seconds(default("triggers", "predictive", "horizon"))
+    growth_percent: int = default("triggers", "growthPercent")
+    cooldown: float = _seconds(default("triggers", "cooldown"))
     storage: StorageSpec = field(default_factory=StorageSpec)
-    keep_newest: int = 10
-    max_bytes_per_run: int = 256 * 2**20
-    top_n: int = 5
-    suspend: bool = False
+    keep_newest: int = default("retention", "keepNewest")
+    max_bytes_per_run: int = parse_memory(default("retention", "maxBytesPerRun"))
+    top_n: int = default("summary", "topN")
+    suspend: bool = default("suspend")
 
     def trigger_settings(self) -> TriggerSettings:
         return TriggerSettings(
@@ -146,14 +165,18 @@ def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
     retention = _object(spec, "retention")
     summary = _object(spec, "summary")
     predictive = _object(triggers, "predictive", "spec.triggers.predictive")
-    sampling_interval = parse_duration(sampling.get("interval", "15s"), "spec.sampling.interval")
+    sampling_interval = parse_duration(
+        sampling.get("interval", default("sampling", "interval")), "spec.sampling.interval"
+    )
     if not 1.0 <= sampling_interval <= 600.0:
         raise InvalidSpec("spec.sampling.interval", "must be between 1s and 10m")
-    snapshot_interval = parse_duration(snapshots.get("interval", "10m"), "spec.snapshots.interval")
+    snapshot_interval = parse_duration(
+        snapshots.get("interval", default("snapshots", "interval")), "spec.snapshots.interval"
+    )
     if snapshot_interval and snapshot_interval < 30.0:
         raise InvalidSpec("spec.snapshots.interval", "must be 0s (off) or at least 30s")
     profiles = _strings(
-        snapshots.get("profiles", ["heap", "heapText", "goroutine"]), "spec.snapshots.profiles"
+        snapshots.get("profiles", default("snapshots", "profiles")), "spec.snapshots.profiles"
     )
     unknown = [p for p in profiles if p not in PROFILE_FILES]
     if unknown:
@@ -162,7 +185,7 @@ def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
         )
     if "heap" not in profiles:
         raise InvalidSpec("spec.snapshots.profiles", "must include heap")
-    thresholds = triggers.get("limitPercent", [80, 90, 95])
+    thresholds = triggers.get("limitPercent", default("triggers", "limitPercent"))
     if not isinstance(thresholds, list) or not all(
         isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in thresholds
     ):
@@ -177,20 +200,34 @@ def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
         sampling_interval=sampling_interval,
         snapshot_interval=snapshot_interval,
         profiles=tuple(dict.fromkeys(profiles)),
-        gc=_bool(snapshots.get("gc", False), "spec.snapshots.gc"),
+        gc=_bool(snapshots.get("gc", default("snapshots", "gc")), "spec.snapshots.gc"),
         thresholds=tuple(sorted(set(thresholds))),
-        horizon=parse_duration(predictive.get("horizon", "2m"), "spec.triggers.predictive.horizon"),
+        horizon=parse_duration(
+            predictive.get("horizon", default("triggers", "predictive", "horizon")),
+            "spec.triggers.predictive.horizon",
+        ),
         growth_percent=_int(
-            triggers.get("growthPercent", 50), "spec.triggers.growthPercent", 0, 1000
+            triggers.get("growthPercent", default("triggers", "growthPercent")),
+            "spec.triggers.growthPercent",
+            0,
+            1000,
         ),
-        cooldown=parse_duration(triggers.get("cooldown", "30s"), "spec.triggers.cooldown"),
+        cooldown=parse_duration(
+            triggers.get("cooldown", default("triggers", "cooldown")), "spec.triggers.cooldown"
+        ),
         storage=_storage(spec.get("storage")),
-        keep_newest=_int(retention.get("keepNewest", 10), "spec.retention.keepNewest", 1, 1000),
-        max_bytes_per_run=_quantity(
-            retention.get("maxBytesPerRun", "256Mi"), "spec.retention.maxBytesPerRun"
+        keep_newest=_int(
+            retention.get("keepNewest", default("retention", "keepNewest")),
+            "spec.retention.keepNewest",
+            1,
+            1000,
         ),
-        top_n=_int(summary.get("topN", 5), "spec.summary.topN", 1, 20),
-        suspend=_bool(spec.get("suspend", False), "spec.suspend"),
+        max_bytes_per_run=_quantity(
+            retention.get("maxBytesPerRun", default("retention", "maxBytesPerRun")),
+            "spec.retention.maxBytesPerRun",
+        ),
+        top_n=_int(summary.get("topN", default("summary", "topN")), "spec.summary.topN", 1, 20),
+        suspend=_bool(spec.get("suspend", default("suspend")), "spec.suspend"),
     )
 
 
@@ -231,13 +268,13 @@ def _endpoint(raw: Mapping[str, Any]) -> Endpoint:
         port = _int(port, "spec.endpoint.port", 1, 65535)
     if port_name is not None and not (isinstance(port_name, str) and _NAME.match(port_name)):
         raise InvalidSpec("spec.endpoint.portName", f"not a port name: {port_name!r}")
-    path = raw.get("path", "/debug/pprof")
+    path = raw.get("path", default("endpoint", "path"))
     if not isinstance(path, str) or not _PATH.match(path) or ".." in path.split("/"):
         raise InvalidSpec("spec.endpoint.path", f"expected an absolute path, got {path!r}")
-    scheme = raw.get("scheme", "http")
+    scheme = raw.get("scheme", default("endpoint", "scheme"))
     if scheme not in ("http", "https"):
         raise InvalidSpec("spec.endpoint.scheme", "expected http or https")
-    access = raw.get("access", "direct")
+    access = raw.get("access", default("endpoint", "access"))
     if access not in ACCESS_MODES:
         raise InvalidSpec("spec.endpoint.access", f"expected one of {ACCESS_MODES}")
     return Endpoint(port, port_name, path.rstrip("/") or "/", str(scheme), str(access))

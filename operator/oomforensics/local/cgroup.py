@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from oomforensics.errors import OomForensicsError
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-class CgroupError(Exception):
+class CgroupError(OomForensicsError):
     """A memory cgroup cannot be created or read; the message says why."""
 
 

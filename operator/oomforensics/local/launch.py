@@ -8,12 +8,13 @@ import os
 import signal
 from collections.abc import AsyncIterator
 
+from oomforensics.errors import OomForensicsError
 from oomforensics.local.cgroup import MemoryCgroup
 from oomforensics.local.memory import MemoryReading, ProcMemory
 from oomforensics.local.watcher import Exit
 
 
-class LaunchError(Exception):
+class LaunchError(OomForensicsError):
     """The process did not start or did not announce where it listens."""
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from oomforensics.errors import OomForensicsError
 from oomforensics.triggers.model import ContainerRun
 
 OOM_RECORD = "oom.json"
@@ -36,7 +37,7 @@ class Ending(StrEnum):
     EXITED = "Exited"
 
 
-class InvalidEndOfRun(ValueError):
+class InvalidEndOfRun(OomForensicsError, ValueError):
     """A run record that cannot be read (damaged, or from a newer oomforensics)."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, TypeVar
 
+from oomforensics.errors import OomForensicsError
+
 BASELINE = "baseline"  # the first capture of a run: the reference every later diff starts from
 PERIODIC = "periodic"  # every `interval` seconds after the last capture
 PREDICTED = "predicted"  # the growth fit says the limit is less than `horizon` seconds away
@@ -28,7 +30,7 @@ STATE_VERSION = 2  # 2: the run names its pod's namespace and name
 _T = TypeVar("_T")
 
 
-class InvalidState(ValueError):
+class InvalidState(OomForensicsError, ValueError):
     """A stored trigger state that cannot be read back (damaged, or from another version)."""
 
 
