@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from oomforensics.errors import OomForensicsError
+
 _SUFFIXES = {
     "": 1,
     "k": 10**3,
@@ -23,7 +25,7 @@ _SUFFIXES = {
 _QUANTITY = re.compile(r"^([+]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|)$")
 
 
-class InvalidQuantity(ValueError):
+class InvalidQuantity(OomForensicsError, ValueError):
     pass
 
 

@@ -12,8 +12,10 @@
 |                     | text without the expected pprof header                               |
 """
 
+from oomforensics.errors import OomForensicsError
 
-class CaptureError(Exception):
+
+class CaptureError(OomForensicsError):
     """A profile that could not be captured from one URL.
 
     `profile` names the file that is missing (heap.pb.gz, heap.txt, ...), `url` the request

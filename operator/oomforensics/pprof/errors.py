@@ -1,7 +1,9 @@
 """Typed errors for bad profile input. Messages are meant to be shown to a user as-is."""
 
+from oomforensics.errors import OomForensicsError
 
-class ProfileError(Exception):
+
+class ProfileError(OomForensicsError):
     """Base class: the input is not something oomforensics can read as a profile."""
 
 
