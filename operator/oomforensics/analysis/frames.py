@@ -8,7 +8,14 @@ is where a leak's cause usually is.
 
 from __future__ import annotations
 
+from functools import lru_cache
 
+# The classifiers below are asked about every function of every snapshot of a series: a
+# profile has ~10,000 distinct names and a series repeats them, so answers are cached.
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
 def package_of(function: str) -> str:
     """`net/http.(*conn).serve` -> `net/http`; `main.main.func1` -> `main`."""
     slash = function.rfind("/")
@@ -16,11 +23,13 @@ def package_of(function: str) -> str:
     return function[:dot] if dot >= 0 else function
 
 
+@lru_cache(maxsize=_CACHE)
 def is_symbol(function: str) -> bool:
     """False for pprof's placeholders of unsymbolized frames (`[binary]`, `<unknown>`)."""
     return bool(function) and function[0] not in "[<"
 
 
+@lru_cache(maxsize=_CACHE)
 def is_application(function: str) -> bool:
     if not is_symbol(function):
         return False
@@ -28,6 +37,7 @@ def is_application(function: str) -> bool:
     return package == "main" or "." in package.split("/", 1)[0]
 
 
+@lru_cache(maxsize=_CACHE)
 def is_runtime(function: str) -> bool:
     package = package_of(function)
     return package == "runtime" or package.startswith(("runtime/", "internal/"))
@@ -36,6 +46,7 @@ def is_runtime(function: str) -> bool:
 PROFILER_PACKAGES = frozenset({"runtime/pprof", "net/http/pprof"})
 
 
+@lru_cache(maxsize=_CACHE)
 def is_profiler(function: str) -> bool:
     """Frames of the profiler itself: taking a snapshot allocates, and that is not the leak."""
     return package_of(function) in PROFILER_PACKAGES
