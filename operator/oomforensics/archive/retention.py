@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive, ArchiveError, StorageUnavailable
+from oomforensics.triggers.model import THRESHOLD_PATTERN, CaptureReason
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_NEWEST = 10
 DEFAULT_MAX_BYTES_PER_RUN = 256 * 2**20
-DEFAULT_PROTECTED_REASONS = ("threshold-*", "predicted")
+DEFAULT_PROTECTED_REASONS = (THRESHOLD_PATTERN, CaptureReason.PREDICTED)
 
 
 @dataclass(frozen=True, slots=True)

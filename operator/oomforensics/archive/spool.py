@@ -30,11 +30,17 @@ from pathlib import Path
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.manifest import MANIFEST_NAME, InvalidManifest, Manifest
 from oomforensics.archive.store import Archive, ArchiveError, StorageUnavailable, check_snapshot
+from oomforensics.triggers.model import THRESHOLD_PATTERN, CaptureReason
 
 log = logging.getLogger(__name__)
 
 # Captured because something happened (or the run began): kept over routine periodic ones.
-VALUABLE_REASONS = ("baseline", "threshold-*", "predicted", "manual")
+VALUABLE_REASONS = (
+    CaptureReason.BASELINE,
+    THRESHOLD_PATTERN,
+    CaptureReason.PREDICTED,
+    CaptureReason.MANUAL,
+)
 _ENTRY = re.compile(r"(\d{10})-[^/]+")
 _TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".del-"

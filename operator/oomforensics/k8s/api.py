@@ -29,6 +29,7 @@ PLURAL = "memoryinvestigations"
 KIND = "MemoryInvestigation"
 COMPONENT = "oomforensics"
 MERGE_PATCH = "application/merge-patch+json"
+JSON = dict[str, Any]  # a Kubernetes object or list, as the API serves it (decoded JSON)
 _counter = itertools.count()
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from oomforensics.k8s.api import JSON
 from oomforensics.k8s.status import Condition, OomKillStatus
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

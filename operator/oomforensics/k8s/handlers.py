@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from oomforensics.k8s.api import GROUP, PLURAL, VERSION, KubeApi, client_for
+from oomforensics.k8s.api import GROUP, JSON, PLURAL, VERSION, KubeApi, client_for
 from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.services import OperatorServices
 from oomforensics.k8s.settings import InvalidSettings, OperatorSettings
@@ -28,7 +28,6 @@ from oomforensics.triggers.oom import parse_time
 
 FINALIZER = "oomforensics.io/operator"
 PODS_INDEX = "oomf_pods"
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 

@@ -18,11 +18,9 @@ from oomforensics.archive.spool import Spool
 from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import CaptureResult, CaptureSettings, PprofClient
 from oomforensics.errors import OomForensicsError
-from oomforensics.k8s.api import ApiFailure, ApiNotFound, KubeApi, ObjectRef
+from oomforensics.k8s.api import JSON, ApiFailure, ApiNotFound, KubeApi, ObjectRef
 from oomforensics.k8s.settings import OperatorSettings
 from oomforensics.k8s.spec import InvestigationSpec, StorageSpec
-
-JSON = dict[str, Any]
 
 
 class StorageReason(StrEnum):

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from oomforensics.analysis.comparison import Comparison
-from oomforensics.analysis.units import format_bytes, format_signed
+from oomforensics.analysis.units import format_signed
 
-CONDITION_TYPES = ("Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady")
+ConditionType = Literal["Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady"]
+ConditionStatus = Literal["True", "False", "Unknown"]  # as Kubernetes spells them
+CONDITION_TYPES: tuple[ConditionType, ...] = get_args(ConditionType)
 MAX_TARGETS = 100
 MAX_OOM_KILLS = 20
 MAX_PATH = 32
@@ -22,8 +24,8 @@ MAX_PATH = 32
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
+    type: ConditionType
+    status: ConditionStatus
     reason: str  # CamelCase
     message: str
 
@@ -228,7 +230,3 @@ def build_status(
     if archive:
         status["archive"] = archive
     return status
-
-
-def describe_bytes(value: int | None) -> str:
-    return format_bytes(value) if value is not None else "-"

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from oomforensics.capture.prometheus import METRICS_PATH
+from oomforensics.k8s.api import JSON
 from oomforensics.k8s.spec import Endpoint, InvestigationSpec
 from oomforensics.quantity import InvalidQuantity, parse_memory
 from oomforensics.triggers import ContainerRun
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

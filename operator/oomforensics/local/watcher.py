@@ -20,7 +20,13 @@ from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import PprofClient
 from oomforensics.local.memory import MemorySource
 from oomforensics.triggers.engine import new_state, observe, record_capture
-from oomforensics.triggers.model import ContainerRun, Decision, MemorySample, TriggerSettings
+from oomforensics.triggers.model import (
+    CaptureReason,
+    ContainerRun,
+    Decision,
+    MemorySample,
+    TriggerSettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +136,7 @@ class Watcher:
     async def _capture(
         self, decision: Decision, sample: MemorySample, rss: int | None, result: WatchResult
     ) -> Capture | None:
-        reason = decision.reason or "manual"
+        reason = decision.reason or CaptureReason.MANUAL
         captured = await self.client.capture(self.pprof_url)
         if not captured.ok:
             message = "; ".join(str(e) for e in captured.errors.values()) or "capture failed"

@@ -14,16 +14,32 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any, TypeVar
 
 from oomforensics.errors import OomForensicsError
 
-BASELINE = "baseline"  # the first capture of a run: the reference every later diff starts from
-PERIODIC = "periodic"  # every `interval` seconds after the last capture
-PREDICTED = "predicted"  # the growth fit says the limit is less than `horizon` seconds away
-GROWTH = "growth"  # no limit: the working set jumped well above its moving average
+
+class CaptureReason(StrEnum):
+    """Why a snapshot was taken (besides a threshold: `threshold_reason(90)`, "threshold-90").
+
+    The reason ends up in the snapshot's archive key and in Event text, so it is a slug.
+    """
+
+    BASELINE = "baseline"  # the first capture of a run: the reference every diff starts from
+    PERIODIC = "periodic"  # every `interval` seconds after the last capture
+    PREDICTED = "predicted"  # the growth fit says the limit is less than `horizon` s away
+    GROWTH = "growth"  # no limit: the working set jumped well above its moving average
+    MANUAL = "manual"  # asked for by a person, not a trigger
+
+
+BASELINE = CaptureReason.BASELINE
+PERIODIC = CaptureReason.PERIODIC
+PREDICTED = CaptureReason.PREDICTED
+GROWTH = CaptureReason.GROWTH
 _THRESHOLD_PREFIX = "threshold-"
+THRESHOLD_PATTERN = f"{_THRESHOLD_PREFIX}*"  # every threshold reason, as a shell pattern
 REASON_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 STATE_VERSION = 2  # 2: the run names its pod's namespace and name
 
