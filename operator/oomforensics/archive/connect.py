@@ -82,7 +82,21 @@ def open_store(
     credentials: Mapping[str, str] | None = None,
     options: Mapping[str, str] | None = None,
 ) -> tuple[ObjectStore, str]:
-    """The object store at `url` and the root prefix inside it (memory:// only)."""
+    """The object store at `url` and the root prefix inside it (memory:// only).
+
+    - `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`: credentials come
+      from the environment (obstore's default chain) unless given here: S3
+      access_key_id/secret_access_key/session_token; GCS service_account_key,
+      application_credentials, ...; Azure account_name/account_key/sas_key, ...
+    - `file:///abs/path` or `file://./relative/path`: a local folder (created if missing).
+    - `memory://` (or `memory:///prefix`): in this process only, for tests.
+
+    `options` (strings, as a custom resource gives them): `endpoint` and `region` (S3-
+    compatible stores such as MinIO or moto), `allow_http` (implied by an http://
+    endpoint), `allow_invalid_certificates`, `virtual_hosted_style_request`,
+    `skip_signature`, `proxy_url`, `connect_timeout`/`read_timeout`/`timeout` and
+    `retry_timeout` (`"2s"`, `"500ms"`), `max_retries`.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "memory":

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from obstore.exceptions import (
@@ -82,3 +84,16 @@ def translate(exc: Exception, what: str) -> ArchiveError:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise what the object store raises inside as an ArchiveError naming `what`.
+
+    FileNotFoundError passes through: callers turn a missing object into their own answer."""
+    try:
+        yield
+    except (FileNotFoundError, ArchiveError):
+        raise
+    except Exception as exc:
+        raise translate(exc, what) from exc

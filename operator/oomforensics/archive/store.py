@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Mapping, Set
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ from oomforensics.archive.errors import (
     SnapshotNotFound,
     StorageUnavailable,
     first_line,
-    translate,
+    translated,
 )
 from oomforensics.archive.layout import (
     Filter,
@@ -111,21 +111,7 @@ class Archive:
         credentials: Mapping[str, str] | None = None,
         options: Mapping[str, str] | None = None,
     ) -> Archive:
-        """An archive at `url`.
-
-        - `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`: credentials come
-          from the environment (obstore's default chain) unless given here: S3
-          access_key_id/secret_access_key/session_token; GCS service_account_key,
-          application_credentials, ...; Azure account_name/account_key/sas_key, ...
-        - `file:///abs/path` or `file://./relative/path`: a local folder (created if missing).
-        - `memory://` (or `memory:///prefix`): in this process only, for tests.
-
-        `options` (strings, as a custom resource gives them): `endpoint` and `region` (S3-
-        compatible stores such as MinIO or moto), `allow_http` (implied by an http://
-        endpoint), `allow_invalid_certificates`, `virtual_hosted_style_request`,
-        `skip_signature`, `proxy_url`, `connect_timeout`/`read_timeout`/`timeout` and
-        `retry_timeout` (`"2s"`, `"500ms"`), `max_retries`.
-        """
+        """An archive at `url` (s3://, gs://, az://, file://, memory://): see `open_store`."""
         store, root = open_store(url, credentials, options)
         return cls(store, root=root, url=url)
 
@@ -134,12 +120,6 @@ class Archive:
     def path_of(self, key: SnapshotKey) -> str:
         """The snapshot's folder relative to the archive URL, ending in `/`."""
         return key.path()
-
-    def _run_folder(self, investigation: str, run: ContainerRun) -> str:
-        try:
-            return run_path(investigation, run, self._root)
-        except InvalidSnapshotKey as exc:
-            raise ArchiveError(str(exc)) from exc
 
     def _folder(self, key: SnapshotKey) -> str:
         """The snapshot's folder in the object store (below the root of a memory:// URL)."""
@@ -183,12 +163,12 @@ class Archive:
     ) -> str:
         """A record about a whole container run (`oom.json` after the kill), stored next to
         its snapshot folders; return its path. Snapshot listings ignore it."""
-        path = self._run_folder(investigation, run) + _run_file_name(name)
+        path = _run_file(investigation, run, name, self._root)
         await self._put(path, data)
         return path[len(self._root) + 1 :] if self._root else path
 
     async def read_run_file(self, investigation: str, run: ContainerRun, name: str) -> bytes:
-        path = self._run_folder(investigation, run) + _run_file_name(name)
+        path = _run_file(investigation, run, name, self._root)
         data = await self._get_optional(path)
         if data is None:
             raise SnapshotNotFound(f"{path}: no such run file in {self._url}")
@@ -383,20 +363,15 @@ class Archive:
                 with contextlib.suppress(FileNotFoundError), self._errors("delete", path):
                     await obstore.delete_async(self._store, path)
 
-    @contextlib.contextmanager
-    def _errors(self, action: str, path: str) -> Iterator[None]:
-        try:
-            yield
-        except (FileNotFoundError, ArchiveError):
-            raise
-        except Exception as exc:
-            raise translate(exc, f"{action} {path} in {self._url}") from exc
+    def _errors(self, action: str, path: str) -> contextlib.AbstractContextManager[None]:
+        return translated(f"{action} {path} in {self._url}")
 
 
-def _run_file_name(name: str) -> str:
+def _run_file(investigation: str, run: ContainerRun, name: str, root: str) -> str:
+    """Where a run record goes: beside the run's snapshot folders, below `root`."""
     try:
-        return check_file_name(name)
-    except InvalidManifest as exc:
+        return run_path(investigation, run, root) + check_file_name(name)
+    except (InvalidSnapshotKey, InvalidManifest) as exc:
         raise ArchiveError(str(exc)) from exc
 
 
