@@ -33,6 +33,7 @@ PREOOM_ARGS ?=
 SCALE_ARGS ?=
 bench: setup
 	$(BIN)/python benchmarks/bench_analysis.py
+	$(BIN)/python benchmarks/bench_cli.py
 	$(BIN)/python benchmarks/bench_preoom.py $(PREOOM_ARGS)
 	$(BIN)/python benchmarks/bench_capture_latency.py
 	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
