@@ -130,7 +130,7 @@ class InvestigationRunner:
         # A reading at most a third of this investigation's own interval old.
         sampled = await self.sampler.sample_all(targets, spec, archive, self._last_delay / 3)
         delay = min([spec.sampling_interval, *(s.next_in for s in sampled)])
-        summary, summary_error, snapshots = None, None, self.runs.count or 0
+        summary, summary_error, snapshots = None, None, self.runs.count or 0  # no archive
         if archive is not None:
             if storage_error is None and self.storage.failure is not None:
                 storage_error = self.storage.failure
@@ -172,8 +172,8 @@ class InvestigationRunner:
     async def _drain_spool(self, archive: Archive) -> None:
         with contextlib.suppress(ArchiveError):
             spool = self.services.spool(archive)
-            if spool.pending():
-                await spool.drain(archive, attempts=1)
+            if spool.pending() and await spool.drain(archive, attempts=1):
+                self.runs.recount()
             await self.storage.note_spool(archive)
 
     def _target_status(self, target: Target) -> TargetStatus:
@@ -207,6 +207,7 @@ class InvestigationRunner:
         if time.time() - self._last_retention <= RETENTION_EVERY:
             return
         self._last_retention = time.time()
+        self.runs.recount()  # whatever changed the archive meanwhile, the count follows
         try:
             deleted = await apply_retention(
                 archive,

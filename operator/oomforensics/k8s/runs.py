@@ -32,6 +32,8 @@ class RunLedger:
         # lack goroutine.txt, and a diff without it cannot see leaked connections.
         self._files: dict[SnapshotKey, frozenset[str]] = {}
         self.count: int | None = None  # snapshots in the archive, None until listed
+        self._stale = False  # the archive may hold snapshots this process did not count
+        self._early: set[SnapshotKey] = set()  # taken before the first listing
 
     def keys(self, run: ContainerRun) -> list[SnapshotKey]:
         """What is known of the run's snapshots, without asking the archive."""
@@ -62,20 +64,35 @@ class RunLedger:
         """A snapshot taken here (stored, or safe in the spool)."""
         self._runs.setdefault(key.container_run, RunRecord()).keys.append(key)
         self._files[key] = frozenset(files)
-        self.count = (self.count or 0) + 1
+        if self.count is None:
+            self._early.add(key)  # counted with the listing, which may or may not hold it
+        else:
+            self.count += 1
 
     def forget(self, deleted: Iterable[SnapshotKey]) -> None:
         gone = set(deleted)
         for record in self._runs.values():
             record.keys = [k for k in record.keys if k not in gone]
-        self.count = max(0, (self.count or 0) - len(gone))
+        self._early -= gone
+        if self.count is not None:
+            self.count = max(0, self.count - len(gone))
+
+    def recount(self) -> None:
+        """The archive gained snapshots this process did not take (a spool drained: those of
+        a previous process too): list it again at the next `counted`."""
+        self._stale = True
 
     async def counted(self, archive: Archive, namespace: str) -> int:
-        """The snapshot count, listed from the archive once (then kept up to date here)."""
-        if self.count is None:
+        """The snapshot count: listed from the archive when unknown or stale, kept up to date
+        here in between. Level-based: after an operator restart (snapshots taken before the
+        listing, spools drained later) the count converges on what the archive holds."""
+        if self.count is None or self._stale:
             with contextlib.suppress(ArchiveError):
-                self.count = len(await archive.list_snapshots(namespace, self.investigation))
-        return self.count or 0
+                listed = set(await archive.list_snapshots(namespace, self.investigation))
+                self.count = len(listed | self._early)
+                self._early.clear()
+                self._stale = False
+        return self.count if self.count is not None else len(self._early)
 
     def protected(self) -> set[SnapshotKey]:
         """Each run's baseline and latest: retention never deletes them."""

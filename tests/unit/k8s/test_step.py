@@ -271,3 +271,20 @@ def test_a_container_that_starts_wakes_the_pass_and_a_steady_one_does_not(world:
     other = {**pod(UID_B), "metadata": {**pod(UID_B)["metadata"], "labels": {"app": "cart"}}}
     runner.pod_changed(other, spec)
     assert not runner.wake.is_set()  # not selected
+
+
+async def test_after_an_operator_restart_the_count_is_the_archives(world: World) -> None:
+    """The first pass of a new process may capture (a restarted container's baseline) before
+    it has listed the archive: the count still includes what earlier processes stored."""
+    clock = Clock()
+    first = runner_for(world, clock)
+    await first.step(body(), [pod()])
+    world.working_set = 85 * MiB
+    await first.step(body(), [pod()])  # threshold-80
+    assert world.status["snapshots"]["count"] == 2
+    world.working_set = 10 * MiB
+    again = runner_for(world)  # the operator restarted; meanwhile the container did too
+    await again.step({**body(), "status": world.status}, [pod(restarts=1)])
+    stored = await world.archive_.list_snapshots("shop", "db")
+    assert [k.reason for k in stored] == ["baseline", "threshold-80", "baseline"]
+    assert world.status["snapshots"]["count"] == 3
