@@ -9,8 +9,8 @@ In one run, interleaved, medians over --repeat runs:
 3. `oomforensics diff` of two small real profiles (2 KB, from the shared corpus when present).
 
 Before timing, the command's functions are checked against pprof's full table at pprof's
-default sample index. Wall times are taken by a small launcher around fork and wait
-(bench_analysis.run_measured), the machine's load average before and after is recorded:
+default sample index. Wall and CPU times (user + system, from os.wait4) are taken by a small
+launcher around fork and wait; the load average before and after each run is recorded:
 other work on these shared machines shows in the figures. Targets: the diff at most a tenth
 of pprof's time and under one second; --version under 0.3 s. The figures replace the section
 between `<!-- bench:cli -->` and `<!-- /bench:cli -->` in benchmarks/RESULTS.md.
@@ -25,7 +25,9 @@ import datetime
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,10 @@ from pathlib import Path
 from bench_analysis import (
     RESULTS,
     Row,
-    checked,
     go_binary,
     machine,
     mismatches,
     parse_top,
-    run_measured,
     update_results,
 )
 from genprofile import ProfilePair, ProfileParams, ensure_pair
@@ -53,12 +53,50 @@ TARGET_SECONDS = 1.0
 TARGET_VERSION_SECONDS = 0.3
 
 
+# Forks the command from a small interpreter (so the child's figures are its own) and reports
+# its wall time and the CPU time (user + system) os.wait4 gives for it. On a shared machine the
+# wall time includes waiting for a core; the CPU time does not.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{time.perf_counter() - start} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    cpu_s: float
+    stdout: str
+
+
+def run_measured(command: Sequence[str], what: str) -> Run:
+    with tempfile.TemporaryDirectory() as folder:
+        figures = Path(folder) / "figures"
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(figures)]
+        result = subprocess.run([*launcher, *command], capture_output=True, check=False)
+        if result.returncode != 0 or not figures.exists():
+            raise SystemExit(f"{what} failed ({result.returncode}): {result.stderr.decode()}")
+        wall, cpu = figures.read_text().split()
+    return Run(float(wall), float(cpu), result.stdout.decode("utf-8", "surrogateescape"))
+
+
 @dataclass
 class Timings:
     diff_s: list[float] = field(default_factory=list)
     pprof_s: list[float] = field(default_factory=list)
     version_s: list[float] = field(default_factory=list)
     small_s: list[float] = field(default_factory=list)
+    diff_cpu_s: list[float] = field(default_factory=list)
+    pprof_cpu_s: list[float] = field(default_factory=list)
+    version_cpu_s: list[float] = field(default_factory=list)
+    small_cpu_s: list[float] = field(default_factory=list)
     load: list[tuple[float, float, float]] = field(default_factory=list)
 
     def ratio(self) -> float:
@@ -76,10 +114,9 @@ def pprof_command(pair: ProfilePair, *options: str) -> list[str]:
 
 def check(pair: ProfilePair) -> tuple[int, list[str]]:
     """Our functions against pprof's full table, both at pprof's default sample index."""
-    ours_run = checked(run_measured(diff_command(pair.base, pair.new, "--json")), "our diff")
-    ours = json.loads(ours_run.stdout)
+    ours = json.loads(run_measured(diff_command(pair.base, pair.new, "--json"), "our diff").stdout)
     full = ["-unit=B", "-nodefraction=0", "-nodecount=1000000"]
-    theirs = parse_top(checked(run_measured(pprof_command(pair, *full)), "pprof").stdout)
+    theirs = parse_top(run_measured(pprof_command(pair, *full), "go tool pprof").stdout)
     rows = [Row(f["name"], f["flat"], f["cum"]) for f in ours["functions"]]
     return len(rows), mismatches(rows, theirs)
 
@@ -94,14 +131,19 @@ def measure(pair: ProfilePair, repeat: int) -> Timings:
     small = small_pair()
     t.load.append(os.getloadavg())
     for i in range(repeat):
-        ours = checked(run_measured(diff_command(pair.base, pair.new, "--json")), "our diff")
-        theirs = checked(run_measured(pprof_command(pair)), "go tool pprof")
-        version = checked(run_measured([str(SCRIPT), "--version"]), "--version")
+        ours = run_measured(diff_command(pair.base, pair.new, "--json"), "our diff")
+        theirs = run_measured(pprof_command(pair), "go tool pprof")
+        version = run_measured([str(SCRIPT), "--version"], "--version")
         t.diff_s.append(ours.wall_s)
         t.pprof_s.append(theirs.wall_s)
         t.version_s.append(version.wall_s)
+        t.diff_cpu_s.append(ours.cpu_s)
+        t.pprof_cpu_s.append(theirs.cpu_s)
+        t.version_cpu_s.append(version.cpu_s)
         if small is not None:
-            t.small_s.append(checked(run_measured(diff_command(*small)), "small diff").wall_s)
+            tiny = run_measured(diff_command(*small), "small diff")
+            t.small_s.append(tiny.wall_s)
+            t.small_cpu_s.append(tiny.cpu_s)
         t.load.append(os.getloadavg())
         print(
             f"  run {i + 1}/{repeat}: diff --json {ours.wall_s:.2f} s, "
@@ -132,14 +174,20 @@ def section(pair: ProfilePair, functions: int, problems: list[str], t: Timings, 
 
     loads = [f"{a:.2f}" for a, _, _ in t.load]
     rows = [
-        ("`oomforensics diff --json BASE NEW` (100k-sample pair)", t.diff_s),
-        ("`go tool pprof -top -diff_base BASE NEW`", t.pprof_s),
-        ("`oomforensics --version`", t.version_s),
+        ("`oomforensics diff --json BASE NEW` (100k-sample pair)", t.diff_s, t.diff_cpu_s),
+        ("`go tool pprof -top -diff_base BASE NEW`", t.pprof_s, t.pprof_cpu_s),
+        ("`oomforensics --version`", t.version_s, t.version_cpu_s),
     ]
     if t.small_s:
-        rows.append(("`oomforensics diff` of two 2 KB corpus heap profiles", t.small_s))
-    table = ["| process | median | min .. max |", "| --- | ---: | ---: |"]
-    table += [f"| {name} | {med(v):.3f} s | {spread(v)} s |" for name, v in rows]
+        small = "`oomforensics diff` of two 2 KB corpus heap profiles"
+        rows.append((small, t.small_s, t.small_cpu_s))
+    table = [
+        "| process | wall, median | wall, min .. max | CPU (user + sys), median |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    table += [
+        f"| {name} | {med(v):.3f} s | {spread(v)} s | {med(cpu):.3f} s |" for name, v, cpu in rows
+    ]
     correctness = (
         f"equal: all {functions:,} functions match pprof's rows (name, flat, cum, order)"
         if not problems
@@ -163,7 +211,8 @@ def section(pair: ProfilePair, functions: int, problems: list[str], t: Timings, 
             "",
             *table,
             "",
-            f"Ratio diff / pprof: {t.ratio():.3f}.",
+            f"Ratio diff / pprof: {t.ratio():.3f} in wall time, "
+            f"{med(t.diff_cpu_s) / med(t.pprof_cpu_s):.3f} in CPU time.",
             "",
             *verdict(t),
             "",

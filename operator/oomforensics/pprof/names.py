@@ -19,10 +19,15 @@ from __future__ import annotations
 import re
 
 
+_MAYBE_CPLUSPLUS = re.compile(r"[<>\[\]]|::")
+
+
 def pprof_name(name: str, system_name: str) -> str:
     """The name pprof gives a function with this name and system name (default symbolize)."""
     if name and system_name != name:
         return name
+    if _MAYBE_CPLUSPLUS.search(system_name) is None:  # most names: nothing to simplify
+        return system_name
     if looks_like_demangled_cplusplus(system_name):
         return remove_matching(remove_matching(system_name, "(", ")"), "<", ">")
     return system_name
