@@ -85,10 +85,14 @@ class KillRecorder:
         return tuple(sorted(self._recorded.values(), key=lambda k: k.time))
 
     async def record_pending(self, archive: Archive, spec: InvestigationSpec) -> None:
-        pending, self._pending = self._pending, []
-        for pod, kill in pending:
+        """Record the kills noticed since the last pass. A kill leaves the queue only once
+        recorded: one whose recording fails (the pass fails) is tried again next pass, since
+        its pod version, already seen, will not show it as new again."""
+        while self._pending:
+            pod, kill = self._pending[0]
             if kill.run not in self._recorded:
                 await self._record(archive, spec, pod, kill)
+            self._pending.pop(0)
 
     async def _record(
         self, archive: Archive, spec: InvestigationSpec, pod: Pod, kill: OomKill

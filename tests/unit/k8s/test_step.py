@@ -288,3 +288,25 @@ async def test_after_an_operator_restart_the_count_is_the_archives(world: World)
     stored = await world.archive_.list_snapshots("shop", "db")
     assert [k.reason for k in stored] == ["baseline", "threshold-80", "baseline"]
     assert world.status["snapshots"]["count"] == 3
+
+
+async def test_a_kill_whose_recording_fails_is_recorded_by_the_next_pass(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = runner_for(world)
+    await runner.step(body(), [pod()])
+    load = runner.runs.load
+    failures = iter([RuntimeError("a bug while reading the run back")])
+
+    async def flaky_load(archive: Archive, run: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return await load(archive, run)
+
+    monkeypatch.setattr(runner.runs, "load", flaky_load)
+    killed = pod(restarts=1, last={"reason": "OOMKilled", "exitCode": 137})
+    with pytest.raises(RuntimeError):
+        await runner.step(body(), [killed])  # the pass fails (the daemon logs it)
+    await runner.step(body(), [killed])  # the same pod version: the kill is not news again
+    assert [k["run"] for k in world.status["oomKills"]] == [0]
