@@ -100,7 +100,10 @@ async def one_run(
         kills = (body.get("status") or {}).get("oomKills") or []
         return kills[0] if kills else None
 
-    kill = await poll(killed, 4 * speed + 120, f"the OOM kill of {name}", operator)
+    try:
+        kill = await poll(killed, 4 * speed + 120, f"the OOM kill of {name}", operator)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; {await what_was_seen(http, name)}") from None
     await http.delete(f"{PODS}/{name}")
     await http.delete(f"{MI}/{name}")
     percent = kill.get("percentOfLimit")
@@ -112,3 +115,25 @@ async def one_run(
         "preOomSnapshot": kill.get("preOomSnapshot"),
         "percentOfLimit": float(str(percent).rstrip("%")) if percent else None,
     }
+
+
+async def what_was_seen(http: httpx.AsyncClient, name: str) -> str:
+    """When a run times out: the pod's last container state and the operator's last readings
+    (targets, conditions, snapshot count), so the report says what happened instead."""
+    pod = (await http.get(f"{PODS}/{name}")).json()
+    statuses = [
+        {k: c.get(k) for k in ("restartCount", "state", "lastState")}
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+    ]
+    status = (await http.get(f"{MI}/{name}")).json().get("status") or {}
+    conditions = {
+        c.get("type"): f"{c.get('status')} {c.get('reason')}: {c.get('message')}"
+        for c in status.get("conditions") or []
+    }
+    seen = {
+        "pod": statuses,
+        "targets": status.get("targets"),
+        "snapshots": status.get("snapshots"),
+        "conditions": conditions,
+    }
+    return "last seen: " + json.dumps(seen, default=str)
