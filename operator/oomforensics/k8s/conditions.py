@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from oomforensics.k8s.api import JSON
-from oomforensics.k8s.status import Condition, OomKillStatus
+from oomforensics.k8s.status import Condition, OomKillStatus, summary_leak_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +69,7 @@ def decide_conditions(obs: Observation) -> list[Condition]:
         )
 
     if obs.summary is not None:
-        leak = bool(obs.summary.get("leakSuspected"))
-        classification = str(obs.summary.get("classification") or "no-growth")
-        verdict = str(obs.summary.get("verdict") or "")
-        leak_condition = Condition(
-            "LeakSuspected",
-            "True" if leak else "False",
-            _camel(classification) if leak else "NoLeakFound",
-            verdict or classification,
-        )
+        leak_condition = _leak_condition(obs.summary)
     elif obs.summary_error is not None:
         leak_condition = Condition(
             "LeakSuspected", "Unknown", "UnreadableProfiles", obs.summary_error
@@ -119,6 +111,29 @@ def decide_conditions(obs: Observation) -> list[Condition]:
             f"{obs.targets} container(s) watched, {obs.snapshots} snapshot(s) stored",
         )
     return [ready, capturing, leak_condition, oom, storage]
+
+
+def _leak_condition(summary: Mapping[str, Any]) -> Condition:
+    """From the run's judgement: its reason (SteadyGrowth, InsufficientEvidence, WarmingUp,
+    GrowthStopped, ...) and, for a leak, the verdict; otherwise how sure it is and what more
+    evidence would settle it."""
+    status = summary_leak_status(summary)
+    classification = str(summary.get("classification") or "no-growth")
+    verdict = str(summary.get("verdict") or classification)
+    judgement = summary.get("judgement")
+    if not isinstance(judgement, Mapping):
+        leak = status == "True"
+        return Condition(
+            "LeakSuspected",
+            status,
+            _camel(classification) if leak else "NoLeakFound",
+            verdict,
+        )
+    reason = str(judgement.get("reason") or "InsufficientEvidence")
+    message = str(judgement.get("message") or "")
+    if status == "True":
+        message = f"{verdict} ({message})" if message else verdict
+    return Condition("LeakSuspected", status, reason, message or verdict)
 
 
 def _camel(slug: str) -> str:

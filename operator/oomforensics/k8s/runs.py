@@ -15,6 +15,11 @@ from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.triggers import ContainerRun, TriggerState, record_capture, state_for_run
 
+# Snapshots of a run judged together: the baseline and the latest ones. Enough for a shape
+# (growth that continues against growth that stopped needs four or more; see
+# analysis/judgement.py), bounded so that a long run costs a bounded amount of work.
+SERIES_LIMIT = 6
+
 
 @dataclass
 class RunRecord:
@@ -108,6 +113,29 @@ class RunLedger:
             if base is None or files is None or base <= files:
                 return key
         return keys[-1]
+
+    def series(self, keys: Sequence[SnapshotKey], limit: int = SERIES_LIMIT) -> list[SnapshotKey]:
+        """The baseline and the latest snapshots (up to `limit` in all) holding every file
+        the baseline holds, oldest first: what a run's judgement reads."""
+        if len(keys) < 2:
+            return []
+        base = self._files.get(keys[0])
+        later = [
+            k
+            for k in keys[1:]
+            if base is None or (files := self._files.get(k)) is None or base <= files
+        ]
+        chosen = later[-(limit - 1) :] if later else [keys[-1]]
+        return [keys[0], *chosen]
+
+    def newest_series(self, limit: int = SERIES_LIMIT) -> list[SnapshotKey]:
+        """The series of the run with the newest comparable snapshot."""
+        best: list[SnapshotKey] = []
+        for record in self._runs.values():
+            series = self.series(record.keys, limit)
+            if series and (not best or series[-1].sort_key() > best[-1].sort_key()):
+                best = series
+        return best
 
     def newest_pair(self) -> tuple[SnapshotKey, SnapshotKey] | None:
         """Baseline -> latest comparable of the run with the newest such snapshot."""

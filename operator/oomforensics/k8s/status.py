@@ -155,6 +155,8 @@ def summary_json(
                 "objects": s.objects,
                 "path": list(s.path[:MAX_PATH]),
                 **({"mechanism": s.mechanism} if s.mechanism else {}),
+                **({"errorBytes": s.error} if s.error is not None else {}),
+                **({"shape": s.shape} if s.shape else {}),
             }
             for s in analysis.suspects[:top_n]
         ],
@@ -165,7 +167,22 @@ def summary_json(
         doc["rssGrowthBytes"] = rss_growth
     if comparison.goroutines.base is not None and comparison.goroutines.new is not None:
         doc["goroutineGrowth"] = comparison.goroutines.new - comparison.goroutines.base
+    if comparison.judgement is not None:
+        judgement = comparison.judgement.to_json()
+        judgement["message"] = str(judgement["message"])[:1024]
+        doc["judgement"] = {k: v for k, v in judgement.items() if v is not None}
     return doc
+
+
+def summary_leak_status(summary: Mapping[str, Any]) -> ConditionStatus:
+    """LeakSuspected as the series' judgement decides it: True only at the confidence
+    analysis/judgement.py documents, Unknown while the series cannot tell yet. A summary
+    written before judgements existed (no `judgement` key) says True or False."""
+    judgement = summary.get("judgement")
+    if isinstance(judgement, Mapping):
+        leak = judgement.get("leakSuspected")
+        return "Unknown" if leak is None else "True" if leak else "False"
+    return "True" if summary.get("leakSuspected") else "False"
 
 
 def dominant_findings(comparison: Comparison) -> list[str]:
