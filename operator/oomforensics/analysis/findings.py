@@ -17,7 +17,9 @@ Pair bars (see `Thresholds`), and why:
   still rising in the later half of the run, by 10 or more.
 - Native (non-Go) memory: the RSS in excess of all the Go runtime could hold resident
   (Sys - HeapReleased) grew by at least 5 % of the RSS and 1 MiB, and makes at least half of
-  the RSS growth; over a series it must also still be rising.
+  the RSS growth; over a series it must also still be rising, and from four snapshots on
+  steadily, without a significant drop (RSS and MemStats are read moments apart, so in a busy
+  process this figure jitters by megabytes).
 - HTTP connections (connections.py): client connections waiting for their body to be closed,
   idle client connections of abandoned Transports, idle server connections, each growing
   (2 or more), are three different bugs with three different fixes.
@@ -154,9 +156,13 @@ def analyse(
         if caller is not None:
             suspects.append(caller)
     if findings:
-        # The connections' own buffers and TLS state (owned by net/http's goroutines) are what
-        # the HTTP finding explains; only the application's own growth is another suspect.
-        heap_suspects = [s for s in heap_suspects if is_application(s.function)]
+        # The connections' own buffers and TLS state (owned by net/http's goroutines), and the
+        # calling function's requests they keep, are what the HTTP finding explains; only the
+        # application's other growth is another suspect.
+        callers = {s.function for s in suspects}
+        heap_suspects = [
+            s for s in heap_suspects if is_application(s.function) and s.function not in callers
+        ]
     heap = _heap_growth(facts, heap_suspects, evidence, thresholds)
     if heap is not None:
         findings.append(heap)
@@ -355,6 +361,8 @@ def shape_words(track: Track) -> str:
         )
     if report.shape is Shape.SHRANK:
         return f"shrank by {amount(-report.growth)}"
+    if report.shape is Shape.STEP:
+        return f"rose by {amount(report.late_growth)} at the last snapshot only"
     return "flat within noise"
 
 
@@ -640,9 +648,11 @@ def _tied_callers(
         track = evidence.heap_track(name)
         if track is None or track.report.growth_z < thresholds.significance:
             continue
-        # Its bytes grew beyond their error over the run and were still rising at its end
-        # (the connection growth is what shows the leak continues; this ties the caller).
-        if track.shape is not Shape.SPIKE and track.report.late_growth > 0:
+        # Its bytes grew beyond their error over the run and still rose in its later half
+        # (2 sigma: the connections' growth already shows the leak continues; this ties the
+        # caller). A caller whose calls complete (another client of the same service) holds
+        # only what is in flight, which does not keep rising.
+        if track.leaking or (track.shape is not Shape.SPIKE and track.report.late_z >= 2):
             tied.append(name)
     return tied
 
@@ -700,6 +710,10 @@ def _non_heap_growth(
         return None
     track = evidence.native
     if evidence.count > 2 and (track is None or not track.leaking):
+        return None
+    if evidence.count >= 4 and track is not None and not track.report.steady:
+        # Resident memory has no sampling model, and RSS and MemStats are read moments apart
+        # in a busy process: only a steady climb without a drop is taken as native growth.
         return None
     go_delta = _delta(facts.base.go_sys, facts.new.go_sys)
     hint = next((s.function for s in suspects if is_application(s.function)), None)

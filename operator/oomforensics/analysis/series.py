@@ -8,6 +8,12 @@ For one container run's snapshots in time order, this follows
 - the resident memory outside the Go runtime (accounting.not_go);
 and gives each its shape (shape.py). The findings are judged on these tracks.
 
+Heap figures carry their sampling error, and also move with what is in flight (request
+buffers, churn caught live at the GC): with four or more snapshots each point's variance is
+the larger of its sampling variance and the series' jitter (below) when growth is judged, so
+a function whose live set swings by megabytes from one snapshot to the next is not "growing"
+on one high point.
+
 Noise models where no sampling error exists. Counts of goroutines and figures of resident
 memory are exact when read, but move with what is in flight (requests, buffers, pages the
 allocator has yet to return), so their noise is measured on the series itself: with four or
@@ -101,7 +107,7 @@ class SeriesEvidence:
         tracks = [
             t
             for t in (*self.heap[:10], *self.goroutines[:10])
-            if t.shape in (Shape.PLATEAU, Shape.SPIKE)
+            if t.shape in (Shape.PLATEAU, Shape.SPIKE) and _rise(t) >= _WORTH_NAMING[t.unit]
         ]
         return sorted(tracks, key=lambda t: (not is_application(t.name), -t.report.rise_z))
 
@@ -110,6 +116,17 @@ class SeriesEvidence:
 
     def goroutine_track(self, name: str) -> Track | None:
         return next((t for t in self.goroutines if t.name == name), None)
+
+
+# A plateau or spike is named as what explains the growth only from this size: below it, a
+# function's live set moving is the in-flight churn of a busy service (request buffers caught
+# live at a GC), which is sampled exactly enough to look like a shape, and means nothing.
+_WORTH_NAMING = {"bytes": 1.0 * MiB, "goroutines": 10.0}
+
+
+def _rise(track: Track) -> float:
+    points = track.report.points
+    return max(p.value for p in points) - points[0].value
 
 
 def goroutine_owner(group: GoroutineGroup) -> str:
@@ -138,7 +155,7 @@ def gather_series(snapshots: Sequence[Snapshot]) -> SeriesEvidence:
     total = Track(
         "total",
         "bytes",
-        classify(
+        bytes_shape(
             [
                 Point(t, float(sum(b for b, _ in e.values())), sum(v for _, v in e.values()))
                 for t, e in zip(times, estimates, strict=True)
@@ -185,9 +202,11 @@ def _count_shape(times: Sequence[float], values: Sequence[int]) -> ShapeReport:
     return classify(with_scatter(points, 1.0))
 
 
-def with_scatter(points: Sequence[Point], floor: float) -> list[Point]:
+def with_scatter(points: Sequence[Point], floor: float, keep: bool = False) -> list[Point]:
     """Points whose variance is the series' own jitter (at least `floor`); unchanged below
-    SCATTER_POINTS points.
+    SCATTER_POINTS points. With `keep`, a point keeps its own variance where that is larger
+    (heap figures: their sampling error, or the jitter of what is in flight, whichever is
+    larger).
 
     The jitter is measured on the changes from one snapshot to the next, robustly: 1.4826
     times their median absolute deviation from their median estimates the standard deviation
@@ -202,7 +221,19 @@ def with_scatter(points: Sequence[Point], floor: float) -> list[Point]:
     centre = median(changes)
     spread = 1.4826 * median(abs(c - centre) for c in changes)
     variance = max(spread * spread / 2, floor)
-    return [Point(p.seconds, p.value, variance) for p in points]
+    return [
+        Point(p.seconds, p.value, max(p.variance, variance) if keep else variance) for p in points
+    ]
+
+
+def bytes_shape(points: Sequence[Point]) -> ShapeReport:
+    """The shape of heap figures: growth is claimed only beyond the in-flight jitter too; a
+    spike or a plateau is read on the sampling error alone (a single big step would otherwise
+    raise the jitter it is measured against)."""
+    report = classify(points)
+    if report.leaking and len(points) >= SCATTER_POINTS:
+        report = classify(with_scatter(points, 0.0, keep=True))
+    return report
 
 
 def _tracks(
@@ -218,7 +249,9 @@ def _tracks(
         ]
         if all(p.value == points[0].value for p in points):
             continue
-        report = classify(with_scatter(points, 1.0) if unit == "goroutines" else points)
+        report = (
+            classify(with_scatter(points, 1.0)) if unit == "goroutines" else bytes_shape(points)
+        )
         if report.shape is not Shape.FLAT:
             tracks.append(Track(name, unit, report))
     tracks.sort(key=_rank)

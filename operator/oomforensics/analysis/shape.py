@@ -18,6 +18,8 @@ Given points v_0..v_n at times t_0..t_n, with z(a, b) the change from a to b in 
   STEADY when the later half's rate is at least half of the earlier half's, else slowing
   (a warm-up still in progress looks like that; so does a leak under a falling load).
 - GREW: two snapshots only: a significant rise whose shape two points cannot tell.
+- STEP: four or more snapshots, the rise seen only at the last one (nothing significant up to
+  the one before): too recent to call growth that continues; the next snapshot will tell.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Shape(StrEnum):
     PLATEAU = "plateau"
     GROWING = "growing"
     GREW = "grew"  # two points: grew, shape unknown
+    STEP = "step"  # four or more points: rose in the last interval only
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,10 @@ def classify(points: Sequence[Point], significance: float = SIGNIFICANCE) -> Sha
     late_z = z_between(pts[middle], last)
     late_span = last.seconds - pts[middle].seconds
     late_rate = late / late_span if late_span > 0 else 0.0
+    if late_z >= significance and len(pts) >= 4 and z_between(first, pts[-2]) < significance:
+        # All of it in the last interval: a jump too recent to call a trend (in-flight churn
+        # caught live at one GC looks like this; so does a leak that just began).
+        return report(Shape.STEP, late=late, late_z=late_z, late_rate=late_rate)
     if late_z >= significance:
         early_span = pts[middle].seconds - first.seconds
         early_rate = (pts[middle].value - first.value) / early_span if early_span > 0 else 0.0

@@ -37,6 +37,7 @@ def series(values, sigma=1.0, every=5.0):
         ([0, 0, 60, 1, 0], Shape.SPIKE, False),  # a batch given back
         ([5, 6, 4, 5, 6], Shape.FLAT, False),  # jitter within 3 sigma
         ([50, 40, 30, 20, 10], Shape.SHRANK, False),
+        ([0, 0, 1, 0, 40], Shape.STEP, False),  # only the last snapshot: too recent to tell
     ],
 )
 def test_shapes(values, shape, steady):
@@ -228,3 +229,12 @@ def test_what_goroutines_block_on():
         blocked_on(GoroutineGroup(1, ("main.wait",)))
         == "a channel operation or select in main.wait"
     )
+
+
+def test_a_live_set_that_swings_is_not_growing_on_one_high_point():
+    # Churn caught live at each GC: 3.2 MB, 0.6, 3.2, 0, 6.5. Sampling alone would call the
+    # last point growth beyond 3 sigma; the series' own jitter says it is not.
+    counts = [400, 80, 400, 0, 800]
+    run = [profile_of(n, 8192, 32 * 1024, at=5.0 * i) for i, n in enumerate(counts)]
+    judged = judge_series(run)
+    assert judged.leak_suspected is False and judged.shape is not Shape.GROWING
