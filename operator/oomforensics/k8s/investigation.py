@@ -120,7 +120,7 @@ class InvestigationRunner:
         self, spec: InvestigationSpec, pods: Sequence[Mapping[str, Any]], generation: int
     ) -> tuple[Seen, float]:
         """Every part's one job for this pass, and what they saw."""
-        targets = select_targets(pods, spec)
+        targets = select_targets(pods, spec, self.namespace)
         for pod in pods:
             self.pod_changed(pod, spec)
         archive, storage_error = await self._archive(spec)

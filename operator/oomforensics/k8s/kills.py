@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ from oomforensics.triggers import ContainerRun, OomKill, detect_oom_kills
 from oomforensics.triggers.end_of_run import Ending, EndOfRun
 
 Pod = Mapping[str, Any]
+RECORD_ATTEMPTS = 5  # passes that try to record one kill before it is given up (and logged)
+log = logging.getLogger(__name__)
 
 
 class KillRecorder:
@@ -51,6 +54,7 @@ class KillRecorder:
         self._pods: dict[str, Pod] = {}  # uid -> the last version seen
         self._pending: list[tuple[Pod, OomKill]] = []
         self._recorded: dict[ContainerRun, OomKillStatus] = {}
+        self._attempts: dict[ContainerRun, int] = {}  # failed attempts to record a kill
         self._loaded = False
 
     def pod_changed(self, pod: Pod) -> bool:
@@ -85,14 +89,24 @@ class KillRecorder:
         return tuple(sorted(self._recorded.values(), key=lambda k: k.time))
 
     async def record_pending(self, archive: Archive, spec: InvestigationSpec) -> None:
-        """Record the kills noticed since the last pass. A kill leaves the queue only once
-        recorded: one whose recording fails (the pass fails) is tried again next pass, since
-        its pod version, already seen, will not show it as new again."""
-        while self._pending:
-            pod, kill = self._pending[0]
-            if kill.run not in self._recorded:
+        """Record the kills noticed since the last pass.
+
+        A kill leaves the queue once recorded: one whose recording fails is tried again next
+        pass (its pod version, already seen, will not show it as new again), up to
+        RECORD_ATTEMPTS times; meanwhile the pass goes on (sampling must not stop for it).
+        """
+        still: list[tuple[Pod, OomKill]] = []
+        for pod, kill in self._pending:
+            if kill.run in self._recorded:
+                continue
+            try:
                 await self._record(archive, spec, pod, kill)
-            self._pending.pop(0)
+            except Exception:
+                attempts = self._attempts[kill.run] = self._attempts.get(kill.run, 0) + 1
+                log.exception("recording the OOM kill of %s (attempt %d)", kill.run, attempts)
+                if attempts < RECORD_ATTEMPTS:
+                    still.append((pod, kill))
+        self._pending = still
 
     async def _record(
         self, archive: Archive, spec: InvestigationSpec, pod: Pod, kill: OomKill

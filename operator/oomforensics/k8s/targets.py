@@ -68,8 +68,10 @@ def essential_pod(pod: Mapping[str, Any]) -> JSON:
     }
 
 
-def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -> list[Target]:
-    """The containers to watch among `pods` (already the CR's namespace), by pod name."""
+def select_targets(
+    pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec, namespace: str = ""
+) -> list[Target]:
+    """The containers to watch among `pods` (all in `namespace`, the CR's), by pod name."""
     targets = []
     for pod in pods:
         meta = pod.get("metadata") or {}
@@ -81,7 +83,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
         wanted = spec.container or containers[0].get("name")
         chosen = next((c for c in containers if c.get("name") == wanted), None)
         name, uid = str(meta.get("name") or ""), str(meta.get("uid") or "")
-        namespace = str(meta.get("namespace") or "")
+        pod_namespace = str(meta.get("namespace") or namespace)
         status = pod.get("status") or {}
         if chosen is None:
             targets.append(
@@ -95,7 +97,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
                     None,
                     False,
                     problem=f"pod {name} has no container {wanted!r} (spec.container)",
-                    namespace=namespace,
+                    namespace=pod_namespace,
                 )
             )
             continue
@@ -116,7 +118,7 @@ def select_targets(pods: Iterable[Mapping[str, Any]], spec: InvestigationSpec) -
                 node=str((pod.get("spec") or {}).get("nodeName") or ""),
                 image=str(chosen.get("image") or ""),
                 problem=f"pod {name}: {problem}" if problem else None,
-                namespace=namespace,
+                namespace=pod_namespace,
             )
         )
     return sorted(targets, key=lambda t: (t.pod, t.container))
