@@ -114,9 +114,10 @@ def decide_conditions(obs: Observation) -> list[Condition]:
 
 
 def _leak_condition(summary: Mapping[str, Any]) -> Condition:
-    """From the run's judgement: its reason (SteadyGrowth, InsufficientEvidence, WarmingUp,
-    GrowthStopped, ...) and, for a leak, the verdict; otherwise how sure it is and what more
-    evidence would settle it."""
+    """From the run's judgement. True: the reason names what leaks (UnclosedResponseBody,
+    HeapGrowth, ...), the message gives the verdict and how sure it is. Unknown or False: the
+    judgement's reason (InsufficientEvidence, WarmingUp, GrowthStopped, NoGrowth, ...) and
+    what more evidence would settle it."""
     status = summary_leak_status(summary)
     classification = str(summary.get("classification") or "no-growth")
     verdict = str(summary.get("verdict") or classification)
@@ -129,10 +130,11 @@ def _leak_condition(summary: Mapping[str, Any]) -> Condition:
             _camel(classification) if leak else "NoLeakFound",
             verdict,
         )
-    reason = str(judgement.get("reason") or "InsufficientEvidence")
     message = str(judgement.get("message") or "")
-    if status == "True":
+    if status == "True":  # the reason says what leaks; the judgement's reason, how it is known
         message = f"{verdict} ({message})" if message else verdict
+        return Condition("LeakSuspected", status, _camel(classification), message)
+    reason = str(judgement.get("reason") or "InsufficientEvidence")
     return Condition("LeakSuspected", status, reason, message or verdict)
 
 
