@@ -87,6 +87,41 @@ def run_measured(command: Sequence[str], what: str) -> Run:
     return Run(float(wall), float(cpu), result.stdout.decode("utf-8", "surrogateescape"))
 
 
+# The CPU time of each phase of `diff --json`, in a fresh interpreter (the command's own steps,
+# timed with time.process_time): where the whole process's time goes.
+_PHASES = """
+import json, sys, time
+clock = time.process_time
+start = clock()
+from pathlib import Path
+from oomforensics.analysis.comparison import compare_series, comparison_json
+from oomforensics.cli.files import load_snapshot
+from oomforensics.pprof.diff import diff_profiles
+imported = clock()
+snapshots = [load_snapshot(Path(p)) for p in sys.argv[1:3]]
+parsed = clock()
+diff_profiles(snapshots[0].profile, snapshots[1].profile, None)
+diffed = clock()
+comparison = compare_series(snapshots, "inuse_space")
+compared = clock()
+text = json.dumps(comparison_json(comparison), indent=2)
+written = clock()
+print(json.dumps({
+    "import": imported - start,
+    "parse both profiles": parsed - imported,
+    "pprof table (diff_profiles)": diffed - parsed,
+    "compare_series (table + analysis)": compared - diffed,
+    "JSON": written - compared,
+}))
+"""
+
+
+def phases(pair: ProfilePair) -> dict[str, float]:
+    run = run_measured([sys.executable, "-c", _PHASES, str(pair.base), str(pair.new)], "phases")
+    result: dict[str, float] = json.loads(run.stdout)
+    return result
+
+
 @dataclass
 class Timings:
     diff_s: list[float] = field(default_factory=list)
@@ -98,6 +133,7 @@ class Timings:
     version_cpu_s: list[float] = field(default_factory=list)
     small_cpu_s: list[float] = field(default_factory=list)
     load: list[tuple[float, float, float]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
 
     def ratio(self) -> float:
         return statistics.median(self.diff_s) / statistics.median(self.pprof_s)
@@ -130,6 +166,7 @@ def measure(pair: ProfilePair, repeat: int) -> Timings:
     t = Timings()
     small = small_pair()
     t.load.append(os.getloadavg())
+    t.phases = phases(pair)
     for i in range(repeat):
         ours = run_measured(diff_command(pair.base, pair.new, "--json"), "our diff")
         theirs = run_measured(pprof_command(pair), "go tool pprof")
@@ -215,6 +252,10 @@ def section(pair: ProfilePair, functions: int, problems: list[str], t: Timings, 
             f"{med(t.diff_cpu_s) / med(t.pprof_cpu_s):.3f} in CPU time.",
             "",
             *verdict(t),
+            "",
+            "Where the diff's CPU time goes (one fresh interpreter, time.process_time): "
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in t.phases.items())
+            + ".",
             "",
             f"Correctness against `go tool pprof -top -unit=B -nodefraction=0 "
             f"-nodecount=1000000`: {correctness}.",
