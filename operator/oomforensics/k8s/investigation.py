@@ -134,8 +134,7 @@ class InvestigationRunner:
         if archive is not None:
             if storage_error is None and self.storage.failure is not None:
                 storage_error = self.storage.failure
-            summarised = await self.summariser.latest(archive, spec.top_n)
-            summary, summary_error = summarised.summary, summarised.error
+            summary, summary_error = await self._summary(archive, spec)
             await self._retention(archive, spec)
             snapshots = await self.runs.counted(archive, self.namespace)
         observation = Observation(
@@ -168,6 +167,18 @@ class InvestigationRunner:
             return None, StorageFailure(exc.reason, str(exc))
         self.storage.archive_url = archive.url
         return archive, None
+
+    async def _summary(
+        self, archive: Archive, spec: InvestigationSpec
+    ) -> tuple[Mapping[str, Any] | None, str | None]:
+        """The summary, or why there is none. A failing analysis must not stop the pass: the
+        status (the kills, the snapshots taken) is still written, with the failure in it."""
+        try:
+            summarised = await self.summariser.latest(archive, spec.top_n)
+        except Exception as exc:
+            log.exception("summary of %s/%s", self.namespace, self.name)
+            return None, f"the summary failed: {type(exc).__name__}: {exc}"
+        return summarised.summary, summarised.error
 
     async def _drain_spool(self, archive: Archive) -> None:
         with contextlib.suppress(ArchiveError):

@@ -310,3 +310,20 @@ async def test_a_kill_whose_recording_fails_is_recorded_by_the_next_pass(
     assert world.status["oomKillCount"] == 0
     await runner.step(body(), [killed])  # the same pod version: the kill is not news again
     assert [k["run"] for k in world.status["oomKills"]] == [0]
+
+
+async def test_a_failing_analysis_still_lets_the_status_be_written(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots go on being taken and kills recorded even when the summary cannot be made:
+    the status says why, instead of never being written again."""
+    runner = runner_for(world)
+
+    async def broken(archive: Archive, top_n: int) -> Any:
+        raise KeyError("classification")
+
+    monkeypatch.setattr(runner.summariser, "latest", broken)
+    killed = pod(restarts=1, last={"reason": "OOMKilled", "exitCode": 137})
+    await runner.step(body(), [killed])
+    assert world.status["oomKillCount"] == 1 and world.status["snapshots"]["count"] == 1
+    assert "the summary failed: KeyError" in conditions(world)["LeakSuspected"]["message"]
