@@ -25,7 +25,6 @@ from oomforensics.analysis.units import format_bytes
 from oomforensics.archive.store import ArchiveError
 from oomforensics.cli.download import Progress, run_in_one_line
 from oomforensics.cli.errors import UsageError
-from oomforensics.cli.fetch import Request, fetch
 from oomforensics.cli.files import load_snapshot
 from oomforensics.cli.selection import Filters
 from oomforensics.cli.watch import CACHE
@@ -147,6 +146,10 @@ def is_investigation(path: Path) -> bool:
 
 def fetched(target: Path) -> Path:
     """Fetch an investigation's snapshots (and run records) into the cache; its folder."""
+    # Imported here: fetching loads kopf and the kubernetes client (over a second), which a
+    # report of local folders does not need.
+    from oomforensics.cli.fetch import Request, fetch
+
     out = FETCHED
     request = Request(None, str(target), None, {}, Filters(), out)
     stats, _ = run_in_one_line(fetch(request, Progress()))
