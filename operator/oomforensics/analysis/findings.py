@@ -495,7 +495,8 @@ def _http_findings(
     idle = _growing(tracks.get(ConnectionState.CLIENT_IDLE), thresholds)
     server = _growing(tracks.get(ConnectionState.SERVER_IDLE), thresholds)
     out: list[tuple[Finding, Suspect | None]] = []
-    callers = _tied_callers(facts, evidence, new, thresholds) if awaiting or idle else []
+    added = (awaiting.growth if awaiting else 0) + (idle.growth if idle else 0)
+    callers = _tied_callers(facts, evidence, new, thresholds, added) if added else []
     caller = callers[0] if callers else None
     transport_bytes, transport_path = _transport_growth(facts.stack_growth)
     if awaiting is not None:
@@ -632,8 +633,18 @@ def _transport_growth(growth: StackGrowth) -> tuple[int, tuple[str, ...]]:
     return int(table.bytes[rows].sum()), table.dominant_path(rows, table.bytes[rows])
 
 
+# What a leaking connection keeps of its caller's allocations at the least: the Request (about
+# 250 bytes), its URL and header map. A caller holding less per added connection is not the
+# one whose calls leak (another client of the same service, with a few calls in flight).
+CALLER_BYTES_PER_CONNECTION = 256
+
+
 def _tied_callers(
-    facts: Facts, evidence: SeriesEvidence, new: Snapshot, thresholds: Thresholds
+    facts: Facts,
+    evidence: SeriesEvidence,
+    new: Snapshot,
+    thresholds: Thresholds,
+    connections: int,
 ) -> list[str]:
     """Application functions calling net/http whose own heap grew beyond its error.
 
@@ -648,11 +659,13 @@ def _tied_callers(
         track = evidence.heap_track(name)
         if track is None or track.report.growth_z < thresholds.significance:
             continue
-        # Its bytes grew beyond their error over the run and still rose in its later half
-        # (2 sigma: the connections' growth already shows the leak continues; this ties the
-        # caller). A caller whose calls complete (another client of the same service) holds
-        # only what is in flight, which does not keep rising.
-        if track.leaking or (track.shape is not Shape.SPIKE and track.report.late_z >= 2):
+        # Its bytes grew beyond their error over the run, were still rising at its end (the
+        # connections' growth shows the leak continues; this ties the caller), and by at least
+        # what each added connection keeps of its call.
+        report = track.report
+        if report.shape in (Shape.SPIKE, Shape.STEP) or report.late_growth <= 0:
+            continue
+        if report.growth >= CALLER_BYTES_PER_CONNECTION * connections:
             tied.append(name)
     return tied
 
