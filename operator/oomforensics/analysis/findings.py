@@ -36,13 +36,9 @@ from typing import Any
 import numpy as np
 
 from oomforensics.analysis.accounting import MemoryAccount, account
-from oomforensics.analysis.connections import (
-    READ_LOOP,
-    SERVE,
-    WRITE_LOOP,
-    ConnectionState,
-    blocked_on,
-)
+from oomforensics.analysis.connections import READ_LOOP as READ_LOOP  # re-exported
+from oomforensics.analysis.connections import SERVE, ConnectionState, blocked_on
+from oomforensics.analysis.connections import WRITE_LOOP as WRITE_LOOP  # re-exported
 from oomforensics.analysis.frames import first_application_frame, is_application, is_runtime
 from oomforensics.analysis.sampling import SIGNIFICANCE
 from oomforensics.analysis.series import (
@@ -73,7 +69,6 @@ _CALLER_FRAMES = (CLIENT_FRAME, "net/http.(*Transport).RoundTrip")
 HTTP_KINDS = ("unclosed-response-body", "transport-per-request", "server-connections")
 LEAK_KINDS = frozenset({"heap-growth", "goroutine-leak", "non-heap-growth", *HTTP_KINDS})
 _CONNECTION_OWNERS = frozenset({READ_LOOP, WRITE_LOOP, SERVE})
-__all__ = ["READ_LOOP", "WRITE_LOOP", "goroutine_owner"]
 
 
 @dataclass(frozen=True, slots=True)
