@@ -344,6 +344,12 @@ def shape_words(track: Track) -> str:
     if report.shape is Shape.PLATEAU:
         knee = report.points[report.knee]
         rise = knee.value - report.points[0].value
+        if rise < report.growth:  # it crept on within noise after the knee
+            return (
+                f"grew {amount(report.growth)} (most of it in the first "
+                f"{_duration(knee.seconds)}), then flat within noise for "
+                f"{_duration(span - knee.seconds)}"
+            )
         return (
             f"grew {amount(rise)} in the first {_duration(knee.seconds)}, then flat for "
             f"{_duration(span - knee.seconds)}"
