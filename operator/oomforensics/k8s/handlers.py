@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import kopf
 
@@ -137,11 +137,31 @@ def pod_changed(
             runner.pod_changed(pod, runner.spec)
 
 
+class Passes(Protocol):
+    """What the daemon's loop drives: an InvestigationRunner (a stand-in in tests)."""
+
+    namespace: str
+    name: str
+
+    @property
+    def wake(self) -> asyncio.Event: ...
+
+    async def step(self, body: JSON, pods: list[JSON]) -> float: ...
+
+
+class Stopped(Protocol):
+    """kopf's DaemonStopped, as the loop uses it: falsy until set, and waitable."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Awaitable[object]: ...
+
+
 async def run_investigation(
-    runner: InvestigationRunner,
+    runner: Passes,
     body: Callable[[], JSON],
     pods: Callable[[], Iterable[JSON]],
-    stopped: kopf.DaemonStopped,
+    stopped: Stopped,
 ) -> None:
     """Pass after pass until stopped; a failing pass is logged and retried, never fatal."""
     while not stopped:
@@ -167,5 +187,5 @@ async def run_investigation(
                     await waiter
 
 
-async def _flag(stopped: kopf.DaemonStopped, timeout: float) -> None:
+async def _flag(stopped: Stopped, timeout: float) -> None:
     await stopped.wait(timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, cast
+from typing import Any
 
 from oomforensics.k8s.handlers import run_investigation
 
@@ -45,6 +45,6 @@ class Runner:
 async def test_a_wake_up_during_a_pass_runs_the_next_pass_at_once() -> None:
     stopped = Stopped()
     runner = Runner(stopped)
-    loop = run_investigation(cast(Any, runner), dict, list, cast(Any, stopped))
+    loop = run_investigation(runner, dict, list, stopped)
     await asyncio.wait_for(loop, timeout=30)  # bounds a hang; an hour's wait would be the bug
     assert runner.passes == 2
