@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oomforensics.analysis.comparison import compare_series, comparison_json
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
@@ -78,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(render_table_only(snapshots[0], snapshots[-1], heap, chosen, args.top, missing))
         return 0
+    # Imported here: the memory analysis is a tenth of a second of imports that the table of
+    # a CPU or contention profile does not need.
+    from oomforensics.analysis.comparison import compare_series, comparison_json
+
     try:
         comparison = compare_series(snapshots, chosen.name, mode)
     except ValueError as exc:  # trends need distinct capture times

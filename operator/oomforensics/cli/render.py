@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from oomforensics.analysis.accounting import ACCOUNT_ROWS
-from oomforensics.analysis.comparison import Comparison
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.units import format_signed, format_value, percent
 from oomforensics.pprof.diff import HeapDiff
+
+if TYPE_CHECKING:  # the analysis is imported by the commands that run it
+    from oomforensics.analysis.comparison import Comparison
 
 # The MemStats figures an engineer reconciles against RSS, in the order they add up.
 MEMORY_ROWS = (
