@@ -123,6 +123,7 @@ class InvestigationRunner:
         targets = select_targets(pods, spec, self.namespace)
         for pod in pods:
             self.pod_changed(pod, spec)
+        self.kills.forget_pods_except({str((p.get("metadata") or {}).get("uid")) for p in pods})
         archive, storage_error = await self._archive(spec)
         if archive is not None:
             await self.kills.record_pending(archive, spec)

@@ -74,6 +74,10 @@ class KillRecorder:
             self.wake.set()
         return bool(kills)
 
+    def forget_pods_except(self, uids: set[str]) -> None:
+        """Drop the versions of pods no longer there (their kills, if any, are queued)."""
+        self._pods = {uid: pod for uid, pod in self._pods.items() if uid in uids}
+
     def load(self, status: Mapping[str, Any]) -> None:
         """The kills a previous status recorded (once: after that, this process knows more)."""
         if self._loaded:

@@ -69,6 +69,10 @@ class Sampler:
         fresh: float,
     ) -> list[Sampled]:
         """Every running target once; PodMetrics at most `fresh` seconds old."""
+        # Pods gone (deleted, recreated under a new uid) leave nothing behind.
+        live = {t.uid for t in targets}
+        self._states = {r: v for r, v in self._states.items() if r.pod_uid in live}
+        self.working_sets = {r: w for r, w in self.working_sets.items() if r.pod_uid in live}
         watched = [t for t in targets if t.problem is None and t.running]
         if not watched:
             return []
