@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from oomforensics import __version__
-from oomforensics.cli.errors import UsageError
-from oomforensics.pprof.errors import ProfileError
+from oomforensics.errors import OomForensicsError
 
 # name -> (module, one-line help). The help lines are repeated here (not read from the
 # modules) so that `oomforensics --help` imports no command; a test keeps them in step.
@@ -50,14 +49,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "download an investigation's snapshots, verified, into a local folder",
     ),
 }
-
-# Errors a command reports as one line, by the module that defines them: a module that was
-# never imported cannot have raised its error, so checking costs no import.
-_USER_ERRORS = (
-    ("oomforensics.archive.store", "ArchiveError"),
-    ("oomforensics.local.cgroup", "CgroupError"),
-    ("oomforensics.local.launch", "LaunchError"),
-)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -105,21 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oomforensics: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if not isinstance(exc, _user_errors()):
-            raise
+    except (OomForensicsError, OSError) as exc:  # every error meant for a person: one line
         print(f"oomforensics: error: {exc}", file=sys.stderr)
         return 1
     return code
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ProfileError, UsageError, OSError]
-    for module, name in _USER_ERRORS:
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            errors.append(getattr(loaded, name))
-    return tuple(errors)
 
 
 def _reader_went_away() -> int:
