@@ -8,10 +8,11 @@ run it has seen:
   leak profile proves the goroutines leaked (two or more, whatever the number of snapshots).
   LeakSuspected is True only here (reason SteadyGrowth or GoroutineLeakProven).
 - medium: three snapshots showing growth (reason InsufficientEvidence: one more tells whether
-  it holds its rate), or four or more whose growth is slowing (reason WarmingUp: a cache or a
-  pool still filling looks like that). LeakSuspected is Unknown.
+  it holds its rate). LeakSuspected is Unknown.
 - low: two snapshots showing growth: no shape can be seen, so a leak cannot be told from
-  warm-up (InsufficientEvidence). LeakSuspected is Unknown.
+  warm-up (InsufficientEvidence); or a series still inside its warm-up: four or more
+  snapshots whose growth is slowing (WarmingUp: a cache or a pool still filling looks like
+  that). LeakSuspected is Unknown.
 
 When nothing keeps growing, LeakSuspected is False, reason NoGrowth, GrowthStopped (a plateau),
 SpikeGivenBack or Shrank; the confidence is low with two snapshots (a slow leak within the
@@ -156,7 +157,7 @@ def _leak(analysis: Analysis, evidence: SeriesEvidence, finding: Finding) -> Ser
         more = max(2, count // 2)
         return made(
             None,
-            Confidence.MEDIUM,
+            Confidence.LOW,
             Reason.WARMING_UP,
             f"the growth is slowing over {_duration(span)} (a warm-up, a cache or a pool still "
             f"filling looks like this); {more} more snapshots over {_duration(more * gap)} "

@@ -238,3 +238,13 @@ def test_a_live_set_that_swings_is_not_growing_on_one_high_point():
     run = [profile_of(n, 8192, 32 * 1024, at=5.0 * i) for i, n in enumerate(counts)]
     judged = judge_series(run)
     assert judged.leak_suspected is False and judged.shape is not Shape.GROWING
+
+
+def test_growth_that_slows_down_is_unknown_while_warming_up():
+    counts = [0, 100, 180, 240, 280, 300]  # still rising, each step smaller
+    run = [profile_of(n, 64 * 1024, 32 * 1024, at=5.0 * i) for i, n in enumerate(counts)]
+    judged = judge_series(run)
+    assert judged.shape is Shape.GROWING
+    assert judged.leak_suspected is None and judged.reason == "WarmingUp"
+    assert judged.confidence == "low" and "will tell a leak from a warm-up" in judged.message
+    assert judged.verdict.startswith("Possible leak in main.keep")
