@@ -103,13 +103,15 @@ class OperatorServices:
             return items
 
     def capture_settings(self, spec: InvestigationSpec) -> CaptureSettings:
-        base = CaptureSettings(
+        """What to capture (the spec) within the operator's limits (its settings)."""
+        return CaptureSettings(
+            profiles=spec.profiles,
+            gc=spec.gc,
             read_timeout=self.settings.capture_timeout,
             max_body_bytes=self.settings.max_profile_bytes,
             # Gunzipping holds the output twice for a moment: a bomb costs twice this cap.
             max_decompressed_bytes=self.settings.max_profile_bytes,
         )
-        return spec.capture_settings(base)
 
     async def capture(self, spec: InvestigationSpec, base_url: str) -> CaptureResult:
         """The profiles at `base_url`, at most `max_captures` at once across investigations."""

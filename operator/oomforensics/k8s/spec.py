@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oomforensics.capture.client import PROFILE_FILES, CaptureSettings
 from oomforensics.durations import EXAMPLES, InvalidDuration
 from oomforensics.durations import parse_duration as _seconds
 from oomforensics.errors import OomForensicsError
@@ -49,6 +48,8 @@ def default(*path: str) -> Any:
 _PATH = re.compile(r"^/[^?#\s]*$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+# spec.snapshots.profiles, as the CRD's enum names them (capture/ maps each to its file).
+PROFILES = ("heap", "heapText", "goroutine", "allocs")
 ACCESS_MODES = ("direct", "apiserver-proxy")
 
 
@@ -143,17 +144,6 @@ class InvestigationSpec:
             min_sample_interval=min(1.0, self.sampling_interval),
         )
 
-    def capture_settings(self, base: CaptureSettings | None = None) -> CaptureSettings:
-        base = base or CaptureSettings()
-        return CaptureSettings(
-            profiles=self.profiles,
-            gc=self.gc,
-            connect_timeout=base.connect_timeout,
-            read_timeout=base.read_timeout,
-            max_body_bytes=base.max_body_bytes,
-            max_decompressed_bytes=base.max_decompressed_bytes,
-        )
-
 
 def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
     """The spec of a MemoryInvestigation (as served, defaults filled in); InvalidSpec if not."""
@@ -178,10 +168,10 @@ def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
     profiles = _strings(
         snapshots.get("profiles", default("snapshots", "profiles")), "spec.snapshots.profiles"
     )
-    unknown = [p for p in profiles if p not in PROFILE_FILES]
+    unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
         raise InvalidSpec(
-            "spec.snapshots.profiles", f"unknown {unknown}; choose from {', '.join(PROFILE_FILES)}"
+            "spec.snapshots.profiles", f"unknown {unknown}; choose from {', '.join(PROFILES)}"
         )
     if "heap" not in profiles:
         raise InvalidSpec("spec.snapshots.profiles", "must include heap")

@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 
 from oomforensics.archive.retention import RetentionPolicy
+from oomforensics.capture.client import PROFILE_FILES
 from oomforensics.durations import PATTERN
-from oomforensics.k8s.spec import SPEC_DEFAULTS, InvestigationSpec, parse_spec
+from oomforensics.k8s.spec import PROFILES, SPEC_DEFAULTS, InvestigationSpec, parse_spec
 from oomforensics.triggers.model import TriggerSettings
 
 CRD = Path(__file__).resolve().parents[3] / "crds" / "memoryinvestigations.oomforensics.io.yaml"
@@ -65,3 +66,8 @@ def test_every_duration_field_of_the_crd_has_the_one_grammar() -> None:
     patterns = durations(spec_schema())
     assert len(patterns) >= 4 and set(patterns) == {PATTERN}
     assert re.fullmatch(PATTERN, "1h30m") and not re.fullmatch(PATTERN, "5")
+
+
+def test_the_specs_profile_names_are_the_crds_and_captures() -> None:
+    schema = spec_schema()["properties"]["snapshots"]["properties"]["profiles"]
+    assert tuple(schema["items"]["enum"]) == PROFILES == tuple(PROFILE_FILES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -47,8 +49,7 @@ def test_a_defaulted_spec_gives_the_engine_its_settings() -> None:
     assert triggers.interval == 600 and triggers.thresholds == (80, 90, 95)
     assert triggers.horizon == 120 and triggers.cooldown == 30 and triggers.growth_ratio == 0.5
     assert triggers.sample_interval == 15 and triggers.min_sample_interval == 1
-    capture = spec.capture_settings()
-    assert capture.profiles == ("heap", "heapText", "goroutine") and capture.gc is False
+    assert spec.profiles == ("heap", "heapText", "goroutine") and spec.gc is False
     assert spec.endpoint.access == "direct" and spec.endpoint.port is None
     assert spec.max_bytes_per_run == 256 * 2**20 and spec.storage.url is None
 
@@ -121,3 +122,13 @@ def test_port_and_port_name_are_exclusive() -> None:
     spec["endpoint"]["portName"] = "http"
     with pytest.raises(InvalidSpec, match=r"^spec\.endpoint: set port or portName"):
         parse_spec(spec)
+
+
+def test_the_spec_model_is_pure() -> None:
+    """spec.py is data in, data out: reading it loads no network or Kubernetes library."""
+    code = (
+        "import sys, oomforensics.k8s.spec\n"
+        "print(sorted(m for m in ('httpx', 'obstore', 'kopf', 'kubernetes') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
