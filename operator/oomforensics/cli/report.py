@@ -38,7 +38,7 @@ from oomforensics.report import (
     render_report,
     run_identity,
 )
-from oomforensics.report.model import RUN_RECORDS
+from oomforensics.triggers.end_of_run import RUN_RECORDS
 
 MAX_RUN_RECORD = 1024 * 1024
 FETCHED = CACHE / "fetched"  # investigations fetched for a report, in the archive layout

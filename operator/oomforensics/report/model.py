@@ -8,7 +8,6 @@ with the latest snapshot (accounting, suspects, findings, verdict) and its diff 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,9 @@ from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.trend import snapshot_time
 from oomforensics.pprof.errors import ProfileError
 from oomforensics.report.flame import DEFAULT_MIN_SHARE, FlameGraph, diff_flame_graph
+from oomforensics.triggers.end_of_run import RUN_RECORDS, EndOfRun, InvalidEndOfRun
 
 DEFAULT_THRESHOLDS = (80, 90, 95)
-OOM_RECORD = "oom.json"
-EXIT_RECORD = "exit.json"
-RUN_RECORDS = (OOM_RECORD, EXIT_RECORD)
 _THRESHOLD_REASON = re.compile(r"threshold-(\d{1,3})")
 # `{UTC timestamp}-{reason}`, the archive's snapshot folder name.
 _FOLDER_NAME = re.compile(r"\d{8}T\d{6}\.\d{3}Z-([a-z0-9]+(?:-[a-z0-9]+)*)")
@@ -111,6 +108,7 @@ class RunEnd:
     exit_code: int | None = None
     working_set: int | None = None  # the last working set seen before the end
     pre_oom_snapshot: str | None = None
+    limit: int | None = None  # the container's memory limit, as the run's record has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +226,8 @@ def build_run(
     if not points:
         raise ValueError(f"{evidence.folder or evidence.identity.title}: no snapshot to report")
     limit = next((p.limit for p in reversed(points) if p.limit), None)
-    if limit is None:
-        limit = _int(_record(evidence, OOM_RECORD, notes), "limitBytes")
+    if limit is None and end is not None:
+        limit = end.limit
     fired = {int(m.group(1)) for p in points if (m := _THRESHOLD_REASON.fullmatch(p.reason))} & set(
         range(1, 101)
     )
@@ -331,28 +329,23 @@ def _compare(
 
 
 def _run_end(evidence: RunEvidence, notes: list[str], restarted: bool) -> RunEnd | None:
-    for name, kind in ((OOM_RECORD, "oom-kill"), (EXIT_RECORD, "exit")):
-        doc = _record(evidence, name, notes)
-        if doc is None:
+    for name in RUN_RECORDS:
+        record = _record(evidence, name, notes)
+        if record is None:
             continue
-        if doc.get("reason") == "Exited":
-            kind = "exit"
-        code = _int(doc, "exitCode")
-        text = doc.get("evidence")
-        what = "OOM-killed" if kind == "oom-kill" else "exited"
-        message = (
-            text
-            if isinstance(text, str) and text
-            else f"the container {what}" + (f", exit code {code}" if code is not None else "")
-        )
-        pre = doc.get("preOomSnapshot")
+        kind = "oom-kill" if record.oom_killed else "exit"
+        code = record.exit_code
+        what = "OOM-killed" if record.oom_killed else "exited"
+        pre = record.pre_oom_snapshot
         return RunEnd(
             kind=kind,
-            time=_instant(doc.get("time") or doc.get("observedAt")),
-            message=message,
+            time=record.time.timestamp(),
+            message=record.evidence
+            or f"the container {what}" + (f", exit code {code}" if code is not None else ""),
             exit_code=code,
-            working_set=_int(doc, "lastWorkingSetBytes"),
-            pre_oom_snapshot=pre.rstrip("/").rsplit("/", 1)[-1] if isinstance(pre, str) else None,
+            working_set=record.last_working_set_bytes,
+            pre_oom_snapshot=pre.rstrip("/").rsplit("/", 1)[-1] if pre else None,
+            limit=record.limit_bytes,
         )
     if restarted:
         return RunEnd(
@@ -363,19 +356,15 @@ def _run_end(evidence: RunEvidence, notes: list[str], restarted: bool) -> RunEnd
     return None
 
 
-def _record(evidence: RunEvidence, name: str, notes: list[str]) -> Mapping[str, Any] | None:
+def _record(evidence: RunEvidence, name: str, notes: list[str]) -> EndOfRun | None:
     data = evidence.run_files.get(name)
     if data is None:
         return None
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        notes.append(f"{name}: not valid JSON ({exc}); ignored")
+        return EndOfRun.from_bytes(data)
+    except InvalidEndOfRun as exc:
+        notes.append(f"{name}: {exc}; ignored")
         return None
-    if not isinstance(doc, dict):
-        notes.append(f"{name}: not a JSON object; ignored")
-        return None
-    return doc
 
 
 def _facts(evidence: RunEvidence, snapshots: Sequence[Snapshot]) -> tuple[tuple[str, str], ...]:

@@ -9,6 +9,8 @@ import pytest
 
 from oomforensics.cli.main import main
 from oomforensics.cli.report import find_snapshot_dirs, write_report
+from oomforensics.triggers import ContainerRun
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
 from tests.support.profiles import ProfileBuilder
 
 MiB = 2**20
@@ -47,9 +49,13 @@ def investigation(tmp_path) -> Path:
         write_snapshot(run_dir, 1000 * run, "baseline", 0, run)
         write_snapshot(run_dir, 1000 * run + 60, "periodic", 40 * MiB, run)
         write_snapshot(run_dir, 1000 * run + 90, "threshold-80", 90 * MiB, run)
-    (root / "api-1" / "api" / "run-0" / "oom.json").write_text(
-        json.dumps({"reason": "OOMKilled", "exitCode": 137, "observedAt": "2026-11-26T10:01:40Z"})
+    killed = EndOfRun(
+        run=ContainerRun("prod", "api-1", "uid-1", "api", 0),
+        ending=Ending.OOM_KILLED,
+        time=datetime(2026, 11, 26, 10, 1, 40, tzinfo=UTC),
+        exit_code=137,
     )
+    (root / "api-1" / "api" / "run-0" / "oom.json").write_bytes(killed.to_bytes())
     worker = root / "worker-1" / "worker" / "run-0"
     write_snapshot(worker, 0, "baseline", 0, 0)
     write_snapshot(worker, 30, "periodic", MiB, 0)

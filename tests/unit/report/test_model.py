@@ -1,6 +1,7 @@
 """The report model: timeline points, markers, thresholds, how a run ended, runs and pods."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from oomforensics.analysis.snapshot import snapshot_from_files
@@ -11,6 +12,8 @@ from oomforensics.report.model import (
     build_run,
     run_identity,
 )
+from oomforensics.triggers import ContainerRun
+from oomforensics.triggers.end_of_run import Ending, EndOfRun
 from tests.support.profiles import ProfileBuilder
 
 MiB = 2**20
@@ -60,22 +63,24 @@ SNAPSHOTS = [
     snap(900, "threshold-80", 165 * MiB, 100 * MiB),
     snap(960, "threshold-95", 192 * MiB, 130 * MiB),
 ]
-OOM = {
-    "observedAt": (T0 + timedelta(seconds=975)).isoformat(),
-    "reason": "OOMKilled",
-    "exitCode": 137,
-    "evidence": "the kernel OOM-killed it",
-    "limitBytes": LIMIT,
-    "lastWorkingSetBytes": 199 * MiB,
-    "preOomSnapshot": "20261126T101600.000Z-threshold-95",
-}
+KILLED = ContainerRun("prod", "api-7f9", "uid-1", "api", 0)
+OOM = EndOfRun(
+    run=KILLED,
+    ending=Ending.OOM_KILLED,
+    time=T0 + timedelta(seconds=975),
+    exit_code=137,
+    evidence="the kernel OOM-killed it",
+    limit_bytes=LIMIT,
+    last_working_set_bytes=199 * MiB,
+    pre_oom_snapshot="prod/checkout-mi/api-7f9/uid-1/api/run-0/20261126T101600.000Z-threshold-95/",
+)
 
 
 def evidence(snapshots=SNAPSHOTS, records=None, identity=None):
     return RunEvidence(
         identity=identity or run_identity(snapshots[0], RUN),
         snapshots=snapshots,
-        run_files=records if records is not None else {"oom.json": json.dumps(OOM).encode()},
+        run_files=records if records is not None else {"oom.json": OOM.to_bytes()},
         folder=RUN,
     )
 
@@ -100,19 +105,19 @@ def test_the_oom_kill_and_the_pre_oom_snapshot_come_from_oom_json():
     assert [p.pre_oom for p in timeline.points] == [False, False, False, True]
 
 
-def test_the_operator_oom_record_names_the_snapshot_by_path():
-    record = {
-        "pod": "api-7f9",
-        "container": "api",
-        "run": 0,
-        "time": "2026-11-26T10:16:20Z",
-        "exitCode": 137,
-        "preOomSnapshot": "prod/checkout-mi/api-7f9/api/run-0/20261126T101600.000Z-threshold-95/",
-    }
-    timeline = build_run(evidence(records={"oom.json": json.dumps(record).encode()}), "r").timeline
+def test_a_record_without_evidence_says_how_the_container_ended():
+    record = replace(OOM, evidence="", time=datetime(2026, 11, 26, 10, 16, 20, tzinfo=UTC))
+    timeline = build_run(evidence(records={"oom.json": record.to_bytes()}), "r").timeline
     assert timeline.end.kind == "oom-kill" and "OOM-killed, exit code 137" in timeline.end.message
     assert timeline.end.time == datetime(2026, 11, 26, 10, 16, 20, tzinfo=UTC).timestamp()
     assert timeline.points[-1].pre_oom
+
+
+def test_a_record_in_another_shape_is_a_note_not_a_crash():
+    old = json.dumps({"reason": "OOMKilled", "exitCode": 137}).encode()
+    run = build_run(evidence(records={"oom.json": old}), "r")
+    assert run.timeline.end is None
+    assert any(n.startswith("oom.json: run record schemaVersion") for n in run.notes), run.notes
 
 
 def test_thresholds_are_the_defaults_and_those_named_by_reasons():
@@ -134,7 +139,7 @@ def test_a_run_followed_by_a_later_run_ended_in_a_restart():
     first, second = report.runs
     assert (first.identity.run, second.identity.run) == (0, 1)
     assert first.timeline.end.kind == "restart" and first.timeline.end.time is None
-    assert any("exit.json: not valid JSON" in note for note in first.notes)
+    assert any("exit.json: run record is not JSON" in note for note in first.notes)
     assert second.timeline.end is None
     assert report.snapshot_count == 6 and [r.anchor for r in report.runs] == ["run-1", "run-2"]
 

@@ -1,13 +1,13 @@
 """The page: one self-contained HTML file whose markers and frames match the model, with
 everything from profiles, manifests and folders escaped."""
 
-import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 from oomforensics.report.model import build_report
 from oomforensics.report.page import render_report
-from tests.unit.report.test_model import SNAPSHOTS, T0, evidence, snap
+from tests.unit.report.test_model import OOM, SNAPSHOTS, T0, evidence, snap
 
 MiB = 2**20
 
@@ -69,9 +69,9 @@ def test_hostile_names_are_escaped_everywhere():
         snap(0, "baseline", 40 * MiB, 0, pod=bad, image=bad),
         snap(60, "periodic", 60 * MiB, 30 * MiB, pod=bad, image=bad),
     ]
-    record = {"reason": "OOMKilled", "exitCode": 137, "evidence": bad, "observedAt": "x"}
+    record = replace(OOM, evidence=bad)
     report = build_report(
-        [evidence(snapshots, records={"oom.json": json.dumps(record).encode()})],
+        [evidence(snapshots, records={"oom.json": record.to_bytes()})],
         generated_at=T0,
     )
     html = render_report(report)
