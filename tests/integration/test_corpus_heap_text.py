@@ -27,6 +27,7 @@ from tests.support.gopprof import (
     corpus_available,
     go_binary,
     pair_id,
+    pair_unit,
     pprof_diff,
     pprof_raw_samples,
     prefetch,
@@ -70,7 +71,7 @@ TEXT_PAIRS = text_pairs()
 
 
 def call(base: CorpusFile, new: CorpusFile) -> tuple[Path, Path, None, str, bool, str]:
-    return (base.path, new.path, None, "diff_base", True, new.unit)
+    return (base.path, new.path, None, "diff_base", True, pair_unit(base, new))
 
 
 @pytest.mark.skipif(not corpus_available(), reason="no ../shared/pprof-corpus")

@@ -22,6 +22,7 @@ from tests.support.gopprof import (
     corpus,
     corpus_available,
     pair_id,
+    pair_unit,
     pprof_diff,
     prefetch,
     protobuf_pairs,
@@ -37,7 +38,7 @@ PAIRS = protobuf_pairs()
 
 def pprof_call(base: CorpusFile, new: CorpusFile) -> tuple[Path, Path, None, str, bool, str]:
     # pprof's default sample index; values printed in the profile's own unit, whole numbers.
-    return (base.path, new.path, None, "diff_base", True, new.unit)
+    return (base.path, new.path, None, "diff_base", True, pair_unit(base, new))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -201,9 +201,19 @@ class CorpusFile:
     @property
     def unit(self) -> str:
         """The unit of pprof's default sample index (as -unit, so values print whole)."""
+        return self.unit_of(self.default_sample_type)
+
+    def unit_of(self, sample_type: str) -> str:
+        """The unit of `sample_type` ("" or unknown: of the last type, as pprof defaults)."""
         types = self.sample_types.split()
-        wanted = [t for t in types if t.split("/")[0] == self.default_sample_type]
+        wanted = [t for t in types if t.split("/")[0] == sample_type]
         return (wanted or types or ["/"])[-1].split("/", 1)[1]
+
+
+def pair_unit(base: CorpusFile, new: CorpusFile) -> str:
+    """The unit of the sample index pprof uses for -diff_base BASE NEW: the merged profile's
+    default sample type is the new profile's, else the base's."""
+    return new.unit_of(new.default_sample_type or base.default_sample_type)
 
 
 @functools.cache
