@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 
-
 _MAYBE_CPLUSPLUS = re.compile(r"[<>\[\]]|::")
 
 
