@@ -57,5 +57,6 @@ go_toolchain
 "$ROOT/hack/moto-server.sh"
 "$ROOT/hack/build-apiserver.sh"
 "$ROOT/hack/get-kubectl.sh"
+"$ROOT/hack/build-kube.sh"  # the real test cluster: 15-30 min cold, then instant
 "$ROOT/hack/get-chromium.sh"
 log "ready"
