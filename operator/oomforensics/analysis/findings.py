@@ -150,6 +150,12 @@ def analyse(
         findings.append(finding)
         if caller is not None:
             suspects.append(caller)
+    if findings and not suspects:
+        # No application function is tied to the leaking connections: the suspect is the
+        # mechanism holding them (net/http's own goroutines), never a guessed caller.
+        held = next((s for s in candidates if s.mechanism and s.bytes > 0), None)
+        if held is not None:
+            suspects.append(held)
     if findings:
         # The connections' own buffers and TLS state (owned by net/http's goroutines), and the
         # calling function's requests they keep, are what the HTTP finding explains; only the

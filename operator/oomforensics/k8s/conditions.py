@@ -132,7 +132,7 @@ def _leak_condition(summary: Mapping[str, Any]) -> Condition:
         )
     message = str(judgement.get("message") or "")
     if status == "True":  # the reason says what leaks; the judgement's reason, how it is known
-        message = f"{verdict} ({message})" if message else verdict
+        message = f"{verdict} ({message})" if message and message not in verdict else verdict
         return Condition("LeakSuspected", status, _camel(classification), message)
     reason = str(judgement.get("reason") or "InsufficientEvidence")
     return Condition("LeakSuspected", status, reason, message or verdict)
