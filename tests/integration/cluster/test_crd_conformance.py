@@ -1,4 +1,4 @@
-"""The MemoryInvestigation CRD from crds/, on a real Kubernetes API server: it applies, the
+"""The MemoryInvestigation CRD from crds/, on the real kube-apiserver: it applies, the
 server fills the defaults, rejects bad specs naming the field, keeps the exact status the
 operator writes, and renders the printer columns a user sees in `kubectl get mi`."""
 
@@ -23,7 +23,8 @@ from oomforensics.k8s.status import (
     oom_summary_json,
     summary_json,
 )
-from tests.support.apiserver import ApiServer, wait_for_crd
+from tests.support.apiserver import wait_for_crd
+from tests.support.kube import KubeCluster
 from tests.support.waiting import eventually
 
 CRD_FILE = Path(__file__).parents[3] / "crds" / "memoryinvestigations.oomforensics.io.yaml"
@@ -34,8 +35,9 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 @pytest.fixture(scope="module")
-def api(apiserver: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apiserver.url, verify=apiserver.ssl_context(), timeout=30) as http:
+def api(kube: KubeCluster) -> Iterator[httpx.Client]:
+    kube.ensure_namespace("shop")
+    with kube.http() as http:
         crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         response = http.post(crds, json=CRD)
         assert response.status_code in (201, 409), response.text
