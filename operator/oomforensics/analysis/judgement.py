@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from oomforensics.analysis.findings import LEAK_KINDS, Analysis, Finding
+from oomforensics.analysis.model import LEAK_KINDS, Analysis, Finding
 from oomforensics.analysis.series import SeriesEvidence, Track
 from oomforensics.analysis.shape import Shape
 

@@ -3,9 +3,10 @@ and how sure it is (judgement.py)."""
 
 from __future__ import annotations
 
-from oomforensics.analysis.findings import LEAK_KINDS, Analysis, Finding, shape_words
 from oomforensics.analysis.judgement import Confidence, SeriesJudgement, judge, lead_track
+from oomforensics.analysis.model import LEAK_KINDS, Analysis, Finding
 from oomforensics.analysis.units import format_bytes
+from oomforensics.analysis.wording import shape_words
 
 # What to check first, per kind of leak.
 _ADVICE = {

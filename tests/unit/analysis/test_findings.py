@@ -2,9 +2,10 @@
 
 from dataclasses import replace
 
-from oomforensics.analysis.findings import Thresholds, analyse
+from oomforensics.analysis.findings import analyse
 from oomforensics.analysis.series import gather_series
 from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.thresholds import Thresholds
 from oomforensics.analysis.trend import function_trends
 from oomforensics.analysis.verdict import write_verdict
 from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup

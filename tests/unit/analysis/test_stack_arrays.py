@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oomforensics.analysis import findings
+from oomforensics.analysis import connection_findings
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.suspects import (
     StackGrowth,
@@ -103,7 +103,7 @@ def test_http_callers_equal_the_reference(pair):
     growth = stack_growth(base, new)
     index = new.sample_index("inuse_space")
     expected = reference.http_callers(dict(growth), new.stacks, index)
-    assert findings._http_callers(growth, Snapshot("new", new)) == expected
+    assert connection_findings._http_callers(growth, Snapshot("new", new)) == expected
 
 
 @settings(max_examples=200, deadline=None)
