@@ -9,18 +9,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from oomforensics.analysis.findings import (
-    CLIENT_FRAME,
-    READ_LOOP,
-    TRANSPORT_FRAMES,
-    WRITE_LOOP,
-    Facts,
-    Finding,
-    _rate,
-)
+from oomforensics.analysis.connection_findings import CLIENT_FRAME, TRANSPORT_FRAMES
+from oomforensics.analysis.connections import READ_LOOP, WRITE_LOOP
+from oomforensics.analysis.facts import Facts
 from oomforensics.analysis.frames import entry_frame, first_application_frame, mechanism
+from oomforensics.analysis.model import Finding
 from oomforensics.analysis.suspects import GrowthPath, Suspect
 from oomforensics.analysis.units import format_bytes
+from oomforensics.analysis.wording import rate_words
 from oomforensics.pprof.diff import BaseMode
 
 Stack = tuple[str, ...]
@@ -148,7 +144,7 @@ def unclosed_response_body(
         f"net/http's persistConn read and write loops grew by {reads} and {writes} goroutines "
         f"(two per connection whose response body was never closed), and "
         f"{format_bytes(transport_bytes)} of heap grew under the Transport's connections "
-        f"(bufio buffers, crypto/tls state){_rate(facts, transport_bytes)}. "
+        f"(bufio buffers, crypto/tls state){rate_words(facts, transport_bytes)}. "
         + (f"The HTTP calls come from {caller}. " if caller else "")
         + "Close resp.Body on every path, error statuses included "
         "(defer resp.Body.Close() right after checking err)."

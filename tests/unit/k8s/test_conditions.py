@@ -106,7 +106,7 @@ def test_the_classification_is_what_accounts_for_the_most_memory() -> None:
     from types import SimpleNamespace
     from typing import Any, cast
 
-    from oomforensics.analysis.findings import Finding
+    from oomforensics.analysis.model import Finding
     from oomforensics.k8s.status import dominant_findings
 
     def comparison(*findings: Finding) -> Any:
