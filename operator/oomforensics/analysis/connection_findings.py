@@ -13,7 +13,7 @@ import numpy as np
 from oomforensics.analysis.connections import READ_LOOP, SERVE, WRITE_LOOP, ConnectionState
 from oomforensics.analysis.facts import Facts
 from oomforensics.analysis.frames import first_application_frame
-from oomforensics.analysis.model import Finding
+from oomforensics.analysis.model import Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence, Track
 from oomforensics.analysis.shape import Shape
 from oomforensics.analysis.snapshot import Snapshot
@@ -56,7 +56,7 @@ def http_findings(
         out.append(
             (
                 Finding(
-                    "unclosed-response-body",
+                    FindingKind.UNCLOSED_RESPONSE_BODY,
                     message,
                     _connection_evidence(awaiting, facts, callers, transport_bytes),
                 ),
@@ -82,7 +82,7 @@ def http_findings(
         out.append(
             (
                 Finding(
-                    "transport-per-request",
+                    FindingKind.TRANSPORT_PER_REQUEST,
                     message,
                     _connection_evidence(idle, facts, callers, transport_bytes),
                 ),
@@ -110,7 +110,7 @@ def http_findings(
             out.append(
                 (
                     Finding(
-                        "server-connections",
+                        FindingKind.SERVER_CONNECTIONS,
                         message,
                         {**_connection_evidence(server, facts, [], 0), "unexplained": unexplained},
                     ),

@@ -19,7 +19,7 @@ from oomforensics.analysis.heap_growth import (
     rank_by_trend,
 )
 from oomforensics.analysis.model import Analysis as Analysis  # re-exported for comparison.py
-from oomforensics.analysis.model import Finding
+from oomforensics.analysis.model import Finding, FindingKind
 from oomforensics.analysis.native_growth import non_heap_growth_finding
 from oomforensics.analysis.series import SeriesEvidence, gather_series
 from oomforensics.analysis.shape import Shape
@@ -134,7 +134,7 @@ def _no_growth(facts: Facts, evidence: SeriesEvidence, thresholds: Thresholds) -
     if not sentences:
         sentences.append("Nothing grew beyond noise.")
     return Finding(
-        "no-growth",
+        FindingKind.NO_GROWTH,
         " ".join(sentences) + " Overall " + ", ".join(parts) + ".",
         {
             "heapBytes": facts.heap_growth,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from oomforensics.analysis.connections import READ_LOOP, SERVE, WRITE_LOOP, blocked_on
 from oomforensics.analysis.facts import Facts, difference
 from oomforensics.analysis.frames import is_application
-from oomforensics.analysis.model import Finding
+from oomforensics.analysis.model import Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence, goroutine_owner
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.suspects import Suspect
@@ -75,7 +75,7 @@ def goroutine_leak_finding(
     suspects = [_goroutine_suspect(name, evidence, groups.get(name)) for name in names[:3]]
     return (
         Finding(
-            "goroutine-leak",
+            FindingKind.GOROUTINE_LEAK,
             message,
             {
                 "base": facts.goroutines_base,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from oomforensics.analysis.accounting import MemoryAccount
 from oomforensics.analysis.facts import Facts, heap_bar
 from oomforensics.analysis.frames import is_runtime
-from oomforensics.analysis.model import Finding
+from oomforensics.analysis.model import Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence, Track
 from oomforensics.analysis.suspects import Suspect
 from oomforensics.analysis.thresholds import Thresholds
@@ -82,7 +82,7 @@ def heap_growth_finding(
     )
     lag = _profile_lag_note(facts.new)
     return Finding(
-        "heap-growth",
+        FindingKind.HEAP_GROWTH,
         message + (f" {lag}" if lag else ""),
         {
             "bytes": growth,

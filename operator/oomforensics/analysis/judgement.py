@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from oomforensics.analysis.model import LEAK_KINDS, Analysis, Finding
+from oomforensics.analysis.model import Analysis, Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence, Track
 from oomforensics.analysis.shape import Shape
 
@@ -87,7 +87,7 @@ def judge(analysis: Analysis) -> SeriesJudgement:
     evidence = analysis.series
     if evidence is None:
         raise ValueError("the analysis carries no series evidence")
-    leaks = [f for f in analysis.findings if f.kind in LEAK_KINDS]
+    leaks = [f for f in analysis.findings if f.kind.leak]
     if leaks:
         return _leak(analysis, evidence, leaks[0])
     return _no_leak(analysis, evidence)
@@ -98,18 +98,18 @@ def lead_track(analysis: Analysis, finding: Finding) -> Track | None:
     evidence = analysis.series
     if evidence is None:
         return None
-    if finding.kind == "heap-growth" and analysis.suspects:
+    if finding.kind == FindingKind.HEAP_GROWTH and analysis.suspects:
         names = finding.evidence.get("suspects") or [analysis.suspects[0].function]
         return evidence.heap_track(str(names[0]))
-    if finding.kind == "goroutine-leak":
+    if finding.kind == FindingKind.GOROUTINE_LEAK:
         growth = finding.evidence.get("growth") or []
         return evidence.goroutine_track(growth[0]["function"]) if growth else None
-    if finding.kind == "non-heap-growth":
+    if finding.kind == FindingKind.NON_HEAP_GROWTH:
         return evidence.native
     states = {
-        "unclosed-response-body": "client-awaiting-body",
-        "transport-per-request": "client-idle",
-        "server-connections": "server-idle",
+        FindingKind.UNCLOSED_RESPONSE_BODY: "client-awaiting-body",
+        FindingKind.TRANSPORT_PER_REQUEST: "client-idle",
+        FindingKind.SERVER_CONNECTIONS: "server-idle",
     }
     state = states.get(finding.kind)
     return next((t for s, t in evidence.connections.items() if s.value == state), None)
@@ -174,7 +174,7 @@ def _leak(analysis: Analysis, evidence: SeriesEvidence, finding: Finding) -> Ser
 
 def _proven(analysis: Analysis) -> int:
     for finding in analysis.findings:
-        if finding.kind == "goroutine-leak":
+        if finding.kind == FindingKind.GOROUTINE_LEAK:
             grown = {g["function"] for g in finding.evidence.get("growth") or []}
             proven = finding.evidence.get("provenLeaked") or []
             counts = [

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from oomforensics.analysis.facts import Facts, difference
 from oomforensics.analysis.frames import is_application
-from oomforensics.analysis.model import Finding
+from oomforensics.analysis.model import Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence
 from oomforensics.analysis.suspects import Suspect
 from oomforensics.analysis.thresholds import Thresholds
@@ -53,7 +53,7 @@ def non_heap_growth_finding(
         )
     )
     return Finding(
-        "non-heap-growth",
+        FindingKind.NON_HEAP_GROWTH,
         message,
         {
             "bytes": delta,
