@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from oomforensics.analysis.comparison import Comparison
+from oomforensics.analysis.model import dominant_findings
 from oomforensics.analysis.units import format_signed
 
 ConditionType = Literal["Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady"]
@@ -135,7 +136,8 @@ def summary_json(
     """
     analysis = comparison.analysis
     heap_growth = analysis.facts.heap_growth
-    kinds = dominant_findings(comparison) if by_weight else [f.kind for f in analysis.findings]
+    findings = dominant_findings(analysis.findings) if by_weight else analysis.findings
+    kinds = [f.kind.value for f in findings]
     rss = analysis.facts
     rss_growth = (
         rss.new.rss - rss.base.rss if rss.new.rss is not None and rss.base.rss is not None else None
@@ -183,20 +185,6 @@ def summary_leak_status(summary: Mapping[str, Any]) -> ConditionStatus:
         leak = judgement.get("leakSuspected")
         return "Unknown" if leak is None else "True" if leak else "False"
     return "True" if summary.get("leakSuspected") else "False"
-
-
-def dominant_findings(comparison: Comparison) -> list[str]:
-    """Finding kinds, the classic signature first, then by the bytes their evidence counts."""
-    findings = list(comparison.analysis.findings)
-
-    def weight(index: int) -> tuple[int, int, int]:
-        finding = findings[index]
-        classic = 0 if finding.kind == "unclosed-response-body" else 1
-        amount = finding.evidence.get("bytes")
-        size = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
-        return (classic, -size, index)
-
-    return [findings[i].kind for i in sorted(range(len(findings)), key=weight)]
 
 
 def oom_summary_json(summary: Mapping[str, Any]) -> dict[str, Any]:

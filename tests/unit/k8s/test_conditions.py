@@ -100,24 +100,3 @@ def test_transition_times_move_only_when_the_status_does() -> None:
 def test_oom_kills_survive_an_operator_restart_through_the_status() -> None:
     assert oom_kill_from_json(KILL.to_json()) == KILL
     assert oom_kill_from_json({"pod": "x"}) is None
-
-
-def test_the_classification_is_what_accounts_for_the_most_memory() -> None:
-    from types import SimpleNamespace
-    from typing import Any, cast
-
-    from oomforensics.analysis.model import Finding
-    from oomforensics.k8s.status import dominant_findings
-
-    def comparison(*findings: Finding) -> Any:
-        return cast(Any, SimpleNamespace(analysis=SimpleNamespace(findings=findings)))
-
-    heap = Finding("heap-growth", "", {"bytes": 1_100_000})
-    native = Finding("non-heap-growth", "", {"bytes": 92_000_000})
-    goroutines = Finding("goroutine-leak", "", {"count": 3000})
-    classic = Finding("unclosed-response-body", "", {})
-    assert dominant_findings(comparison(heap, native)) == ["non-heap-growth", "heap-growth"]
-    assert dominant_findings(comparison(heap, goroutines, native, classic))[0] == (
-        "unclosed-response-body"
-    )
-    assert dominant_findings(comparison(goroutines)) == ["goroutine-leak"]
