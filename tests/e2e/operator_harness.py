@@ -1,5 +1,7 @@
-"""Running the operator end to end: the CRD applied through the front, kopf with our handlers
-against the front's kubeconfig, S3 on moto as the default archive, and polling helpers."""
+"""Running the operator end to end: the CRD applied as the cluster's admin, kopf with our
+handlers against a kubeconfig (the real cluster's, with the chart's ServiceAccount token, or,
+for the tests not moved yet, the front's), S3 on moto as the default archive, and polling
+helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,8 +85,42 @@ def operator_environment(
     return s3.archive_url(prefix)
 
 
+def kube_operator_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    kubeconfig: Path,
+    s3: MotoServer,
+    prefix: str,
+    spool: Path,
+    namespace: str,
+) -> str:
+    """The operator on the real cluster: the given kubeconfig, S3 on moto, one namespace."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("OOMF_STORAGE_URL", s3.archive_url(prefix))
+    monkeypatch.setenv("OOMF_STORAGE_OPTIONS", ",".join(f"{k}={v}" for k, v in s3.options.items()))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.credentials["access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.credentials["secret_access_key"])
+    monkeypatch.setenv("OOMF_SPOOL_DIR", str(spool))
+    monkeypatch.setenv("OOMF_NAMESPACES", namespace)
+    return s3.archive_url(prefix)
+
+
+async def kube_events_about(
+    http: httpx.AsyncClient, namespace: str, kind: str, name: str
+) -> list[dict[str, Any]]:
+    """Events (core/v1) about one object, as the API server lists them."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    response = await http.get(
+        f"/api/v1/namespaces/{namespace}/events", params={"fieldSelector": selector}
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
 @contextlib.asynccontextmanager
-async def running_operator() -> AsyncIterator[asyncio.Task[None]]:
+async def running_operator(
+    namespaces: Sequence[str] = ("default",),
+) -> AsyncIterator[asyncio.Task[None]]:
     from oomforensics.k8s import handlers  # noqa: F401  (registers the handlers)
 
     stop = asyncio.Event()
@@ -93,7 +129,7 @@ async def running_operator() -> AsyncIterator[asyncio.Task[None]]:
             registry=kopf.get_default_registry(),
             standalone=True,
             clusterwide=False,
-            namespaces=["default"],
+            namespaces=list(namespaces),
             stop_flag=stop,
         )
     )

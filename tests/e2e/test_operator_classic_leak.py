@@ -1,62 +1,88 @@
-"""The classic leak, end to end: a Go service that never closes the bodies of 403 responses
-runs as a pod with a memory limit; a MemoryInvestigation watches it; the operator captures
-snapshots into S3 as memory climbs, the kernel OOM-kills the container, and the custom
-resource tells the story: what leaked, the kill, and the last snapshot before it."""
+"""The classic leak, end to end on the real cluster: a Go service that never closes the bodies
+of 403 responses runs as a pod with a memory limit on the real kubelet; a MemoryInvestigation
+watches it; the operator, with the chart's ServiceAccount and RBAC, captures snapshots into S3
+as memory climbs (the working set from the real metrics-server), the kernel OOM-kills the
+container, the kubelet restarts it, and the custom resource tells the story: what leaked, the
+kill, and the last snapshot before it."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from oomforensics.archive.store import Archive
 from oomforensics.triggers import reason_threshold
 from tests.e2e.operator_harness import (
-    MI,
-    PODS,
     TABLE,
     apply_crd,
     dump,
-    events_about,
-    operator_environment,
+    kube_events_about,
+    kube_operator_environment,
     poll,
-    require_cluster,
     running_operator,
     table_text,
 )
-from tests.support.cluster import ClusterFront, Kubelet
-from tests.support.cluster.pods import leaky_pod
-from tests.support.leaky import FIXTURE_BIN
+from tests.support.kube import KubeCluster
+from tests.support.kube.images import fixture_image
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
-pytestmark = [pytest.mark.gotool, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
 ARTIFACTS = Path(os.environ.get("OOMF_E2E_ARTIFACTS", "/tmp/oomf-e2e"))
 
 
+@pytest.fixture
+def namespace(kube: KubeCluster) -> Iterator[str]:
+    """A namespace of this test's own, deleted afterwards (finalizers of a stopped operator
+    dropped first, so the deletion completes)."""
+    name = f"classic-{secrets.token_hex(3)}"
+    kube.ensure_namespace(name)
+    yield name
+    kube.kubectl(
+        "patch", "-n", name, "mi", "checkout-oom", "--type=merge",
+        "-p", '{"metadata":{"finalizers":null}}', check=False,
+    )  # fmt: skip
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom_kill(
-    front: ClusterFront,
-    kubelet: Kubelet,
+    kube: KubeCluster,
+    namespace: str,
     s3: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    require_cluster(front)
-    if not FIXTURE_BIN.is_file():
-        pytest.skip(f"{FIXTURE_BIN} is not built (hack/build-go-fixtures.sh)")
-    url = operator_environment(monkeypatch, front, s3, "e2e-classic", tmp_path / "spool")
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+    image = fixture_image(kube, "leaky")
+    kubeconfig, operator_user = operator_kubeconfig(
+        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
+    )
+    url = kube_operator_environment(
+        monkeypatch, kubeconfig, s3, "e2e-classic", tmp_path / "spool", namespace
+    )
+    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
+    async with kube.async_http() as http:
         await apply_crd(http)
         pod = leaky_pod(
-            "checkout", "tls403", labels={"app": "checkout"}, memory_limit="160Mi", rate=60
+            "checkout",
+            namespace,
+            image,
+            "tls403",
+            labels={"app": "checkout"},
+            memory_limit="160Mi",
+            rate=20,  # slow enough for a series of snapshots 30 s apart before the kill
         )
-        assert (await http.post(PODS, json=pod)).status_code == 201
+        created = await http.post(f"/api/v1/namespaces/{namespace}/pods", json=pod)
+        assert created.status_code == 201, created.text
         investigation = {
             "apiVersion": "oomforensics.io/v1alpha1",
             "kind": "MemoryInvestigation",
-            "metadata": {"name": "checkout-oom", "namespace": "default"},
+            "metadata": {"name": "checkout-oom", "namespace": namespace},
             "spec": {
                 "selector": {"matchLabels": {"app": "checkout"}},
                 "endpoint": {"portName": "http"},
@@ -65,38 +91,48 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
                 "triggers": {"cooldown": "5s"},
             },
         }
-        created = await http.post(MI, json=investigation)
+        created = await http.post(mi, json=investigation)
         assert created.status_code == 201, created.text
 
-        async with running_operator() as operator:
+        async with running_operator([namespace]) as operator:
 
             async def killed() -> dict[str, Any] | None:
-                body: dict[str, Any] = (await http.get(f"{MI}/checkout-oom")).json()
+                body: dict[str, Any] = (await http.get(f"{mi}/checkout-oom")).json()
                 kills = (body.get("status") or {}).get("oomKills") or []
                 return body if kills else None
 
-            body = await poll(killed, 240, "the operator to record the OOM kill", operator)
+            body = await poll(killed, 300, "the operator to record the OOM kill", operator)
 
             async def summarised() -> dict[str, Any] | None:
-                current: dict[str, Any] = (await http.get(f"{MI}/checkout-oom")).json()
+                current: dict[str, Any] = (await http.get(f"{mi}/checkout-oom")).json()
                 summary = (current.get("status") or {}).get("summary") or {}
                 return current if summary.get("leakSuspected") else None
 
-            body = await poll(summarised, 60, "a summary suspecting the leak", operator)
-            table = (await http.get(f"{MI}/checkout-oom", headers={"Accept": TABLE})).json()
+            body = await poll(summarised, 90, "a summary suspecting the leak", operator)
+            table = (await http.get(f"{mi}/checkout-oom", headers={"Accept": TABLE})).json()
+            pod_now = (await http.get(f"/api/v1/namespaces/{namespace}/pods/checkout")).json()
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         dump(ARTIFACTS / "classic-status.json", body["status"])
         (ARTIFACTS / "classic-table.txt").write_text(table_text(table) + "\n")
         dump(ARTIFACTS / "classic-table.json", table)
+        dump(ARTIFACTS / "classic-pod-status.json", pod_now["status"])
+        cr_events = await kube_events_about(http, namespace, "MemoryInvestigation", "checkout-oom")
+        pod_events = await kube_events_about(http, namespace, "Pod", "checkout")
 
     status = body["status"]
-    # The kill, from the kernel through the kubelet to the status.
+    # The kill, from the kernel through the real kubelet's pod status to the custom resource.
+    (container,) = pod_now["status"]["containerStatuses"]
+    assert container["lastState"]["terminated"]["reason"] == "OOMKilled", container
+    assert container["lastState"]["terminated"]["exitCode"] == 137
+    assert container["restartCount"] >= 1
     kill = status["oomKills"][0]
     assert kill["pod"] == "checkout" and kill["container"] == "app" and kill["run"] == 0
     assert kill["exitCode"] == 137
     pre = kill["preOomSnapshot"]
-    assert pre.startswith(f"default/checkout-oom/checkout/{kill['uid']}/app/run-0/")
+    uid = pod_now["metadata"]["uid"]  # the archive keeps pod incarnations apart
+    assert kill["uid"] == uid
+    assert pre.startswith(f"{namespace}/checkout-oom/checkout/{uid}/app/run-0/"), pre
     assert float(kill["percentOfLimit"].rstrip("%")) >= 80
     reason = pre.rstrip("/").rsplit("-", 2)
     threshold = reason_threshold("-".join(reason[-2:]))
@@ -113,25 +149,26 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     assert conditions["LeakSuspected"]["reason"] == "UnclosedResponseBody"
     # The evidence is in S3, the pre-OOM snapshot complete and verified.
     archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
-    keys = await archive.list_snapshots("default", "checkout-oom", "checkout", "app", 0)
+    keys = await archive.list_snapshots(namespace, "checkout-oom", "checkout", "app", 0)
     assert len(keys) >= 3
     assert pre in {k.path() for k in keys}
     assert {"baseline", "threshold-80"} <= {k.reason for k in keys}
     pre_key = next(k for k in keys if k.path() == pre)
     await archive.verify(pre_key)
     # Events on the CR and on the pod.
-    reasons = {e["reason"] for e in events_about(front, "MemoryInvestigation", "checkout-oom")}
+    reasons = {e["reason"] for e in cr_events}
     assert {"SnapshotCaptured", "ThresholdCrossed", "OOMKilled", "LeakSuspected"} <= reasons
-    assert "OOMKilled" in {e["reason"] for e in events_about(front, "Pod", "checkout")}
-    # Memory came from PodMetrics lists, never a GET per pod.
-    metrics = [c for c in front.calls if c.api_group == "metrics.k8s.io"]
-    assert metrics and not [c for c in metrics if c.name]
-    # What the real API server stores is what was written: nothing pruned.
-    async with httpx.AsyncClient(
-        base_url=front.upstream.url, verify=front.upstream.ssl_context(), timeout=30
-    ) as direct:
-        stored = (await direct.get(f"{MI}/checkout-oom")).json()["status"]
-    assert stored == status
+    assert "OOMKilled" in {e["reason"] for e in pod_events}
+    # As the chart's ServiceAccount, memory came from PodMetrics lists (the real
+    # metrics-server through the aggregator), never a GET per pod, and nothing was forbidden.
+    requests = kube.audit_events(operator_user)
+    assert requests, f"no request by {operator_user} in the audit log"
+    metrics = [e for e in requests if e.get("objectRef", {}).get("apiGroup") == "metrics.k8s.io"]
+    assert metrics and not [e for e in metrics if e["objectRef"].get("name")]
+    forbidden = [
+        (e["verb"], e["requestURI"]) for e in requests if e["responseStatus"]["code"] == 403
+    ]
+    assert not forbidden, forbidden
     # The Table (kubectl get mi) shows the story.
     names = [c["name"] for c in table["columnDefinitions"]]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
