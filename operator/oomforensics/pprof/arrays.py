@@ -88,3 +88,11 @@ def first_in_range(
     at = np.searchsorted(hits, start)
     found = hits[np.minimum(at, hits.size - 1)] if hits.size else np.full(start.size, -1)
     return np.where((at < hits.size) & (found < stop), found, -1)
+
+
+def expand_ranges(start: NDArray[np.intp], size: NDArray[np.intp]) -> NDArray[np.intp]:
+    """The indices start[i] .. start[i] + size[i] - 1 for every i, in order."""
+    count = int(size.sum())
+    shift: NDArray[np.intp] = start - (np.cumsum(size) - size)
+    indices: NDArray[np.intp] = np.arange(count, dtype=np.intp) + np.repeat(shift, size)
+    return indices

@@ -16,10 +16,12 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oomforensics.pprof import profile as profile_module
 from oomforensics.pprof import profile_pb2
+from oomforensics.pprof.careful import build_careful
 from oomforensics.pprof.errors import InvalidProfile
+from oomforensics.pprof.header import describe
 from oomforensics.pprof.profile import Profile, parse_profile
+from oomforensics.pprof.vectorised import build_vectorised
 from tests.support.profiles import ProfileBuilder
 
 NAMES = [
@@ -65,9 +67,9 @@ def reference(raw: bytes) -> object:
     try:
         view.ParseFromString(raw)
     except DecodeError:
-        return ("error", f"not a pprof profile ({profile_module._describe(raw)})")
+        return ("error", f"not a pprof profile ({describe(raw)})")
     try:
-        return rows(profile_module._build(view, raw))
+        return rows(build_careful(view, raw))
     except InvalidProfile as exc:
         return ("error", str(exc))
 
@@ -83,7 +85,7 @@ def vectorised(raw: bytes) -> Profile:
     """Decode with the vectorised path only (raises if it would hand over)."""
     view = profile_pb2.ProfileView()
     view.ParseFromString(raw)
-    return profile_module._build_vectorised(view, raw)
+    return build_vectorised(view, raw)
 
 
 @settings(max_examples=300, deadline=None)
