@@ -13,8 +13,7 @@ are node ids into a table of function names, and names are only looked at once p
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +150,9 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
     def dominant_path(
         self, rows: Index, weights: IntArray, stop: str | None = None
     ) -> tuple[str, ...]:
-        """`dominant_path` over the given rows, each weighing `weights` (same order)."""
+        """The heaviest leaf-to-root walk through the given rows, each weighing `weights` (same
+        order), as `peek` would: at each depth, the frame carrying the most growth among the
+        rows that agree with the path so far. Stops after `stop` when given."""
         lengths = self.lengths()[rows]
         keep = np.flatnonzero((weights > 0) & (lengths > 0))
         starts = self.offsets[self.samples[rows[keep]]]
@@ -250,32 +251,6 @@ def _stack_growth_rows(base: Profile | None, new: Profile) -> tuple[StackGrowth,
         objects=delta_objects[rows],
     )
     return table, rows, stacks.group[stacks.part_starts[-1] :]
-
-
-def dominant_path(stacks: Iterable[tuple[Stack, int]], stop: str | None = None) -> tuple[str, ...]:
-    """The heaviest leaf-to-root walk through `stacks` (each with its growth), as `peek` would.
-
-    At each depth, keep the frame carrying the most growth among the stacks that agree with the
-    path so far. Stops after `stop` when given.
-    """
-    candidates = [(stack, weight) for stack, weight in stacks if weight > 0 and stack]
-    path: list[str] = []
-    depth = 0
-    while candidates:
-        weights: defaultdict[str, int] = defaultdict(int)
-        for stack, weight in candidates:
-            weights[stack[depth]] += weight
-        frame = max(weights, key=lambda f: (weights[f], f))
-        path.append(frame)
-        if frame == stop:
-            break
-        depth += 1
-        candidates = [
-            (stack, weight)
-            for stack, weight in candidates
-            if stack[depth - 1] == frame and len(stack) > depth
-        ]
-    return tuple(path)
 
 
 def growth_paths(growth: Mapping[Stack, tuple[int, int]], limit: int = 5) -> list[GrowthPath]:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from oomforensics.analysis.frames import (
@@ -7,7 +8,7 @@ from oomforensics.analysis.frames import (
     mechanism,
     package_of,
 )
-from oomforensics.analysis.suspects import dominant_path, find_suspects, growth_paths
+from oomforensics.analysis.suspects import StackGrowth, find_suspects, growth_paths
 
 
 @pytest.mark.parametrize(
@@ -43,19 +44,24 @@ def test_first_application_frame_and_entry():
 
 
 def test_dominant_path_follows_the_heaviest_callers_like_peek():
-    stacks = [
-        (("bytes.growSlice", "bytes.(*Buffer).grow", "fmt.Fprintf", "main.appendAudit"), 900),
-        (("bytes.growSlice", "bytes.(*Buffer).grow", "fmt.Fprintf", "main.debugLog"), 100),
-        (("bytes.growSlice", "strings.(*Builder).grow", "main.render"), 300),
-        (("bytes.growSlice", "bytes.(*Buffer).grow", "main.shrunk"), -5000),  # shrinking: ignored
-    ]
-    assert dominant_path(stacks) == (
+    buffer = ("bytes.growSlice", "bytes.(*Buffer).grow")
+    table = StackGrowth.from_mapping(
+        {
+            (*buffer, "fmt.Fprintf", "main.appendAudit"): (900, 9),
+            (*buffer, "fmt.Fprintf", "main.debugLog"): (100, 1),
+            ("bytes.growSlice", "strings.(*Builder).grow", "main.render"): (300, 3),
+            # Shrinking: ignored, though it alone outweighs the rest.
+            (*buffer, "main.shrunk"): (-5000, -50),
+        }
+    )
+    rows = np.arange(len(table))
+    assert table.dominant_path(rows, table.bytes) == (
         "bytes.growSlice",
         "bytes.(*Buffer).grow",
         "fmt.Fprintf",
         "main.appendAudit",
     )
-    assert dominant_path(stacks, stop="bytes.(*Buffer).grow") == (
+    assert table.dominant_path(rows, table.bytes, stop="bytes.(*Buffer).grow") == (
         "bytes.growSlice",
         "bytes.(*Buffer).grow",
     )
