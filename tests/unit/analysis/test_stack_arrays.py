@@ -120,7 +120,7 @@ def test_stacks_are_grouped_exactly(pair):
 
 
 def test_hash_collisions_are_caught_and_regrouped_exactly(monkeypatch):
-    import oomforensics.pprof.profile as profile_module
+    import oomforensics.pprof.stacks as profile_module
 
     base = profile([([["main.a"], ["main.b"]], (1, 1, 1, 1))])
     new = profile([([["main.b"], ["main.a"]], (2, 2, 2, 2))])
