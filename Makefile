@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := operator tests
 
-.PHONY: setup test lint typecheck pytest demo bench proto clean image
+.PHONY: setup test lint typecheck pytest demo demo-local cluster-up cluster-down bench proto clean image
 
 setup:
 	@hack/setup.sh
@@ -23,8 +23,20 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
+# The operator's story on the local one-node cluster (hack/cluster; left running afterwards).
 demo: setup
+	@hack/demo
+
+# The local watch mode's story: one leaking process, no cluster.
+demo-local: setup
 	$(BIN)/oomforensics demo
+
+# The real one-node test cluster (docs/test-cluster.md); `up` prints the kubeconfig's path.
+cluster-up:
+	@hack/cluster up
+
+cluster-down:
+	@hack/cluster down
 
 # Benchmarks measure; tests never time. Results go to benchmarks/RESULTS.md.
 # The pre-OOM benchmark kills real processes for ~40 min; PREOOM_ARGS="--repeat 1" is quicker.
