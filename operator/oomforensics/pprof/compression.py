@@ -7,7 +7,6 @@ from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge
 GZIP_MAGIC = b"\x1f\x8b"
 # Large enough for any real heap profile (100k samples is ~10 MB raw), small enough to bound memory.
 DEFAULT_MAX_DECOMPRESSED = 256 * 1024 * 1024
-_CHUNK = 1024 * 1024
 
 
 def is_gzip(data: bytes) -> bool:
@@ -20,30 +19,26 @@ def gunzip_bounded(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> by
     Raises ProfileTooLarge as soon as the output would exceed the cap, and InvalidProfile for
     corrupt or truncated input.
     """
-    out = bytearray()
+    # One decompress call per member, bounded by what room is left: zlib grows its output as
+    # it goes (the bound is not allocated up front), and no input is copied between calls.
+    parts: list[bytes] = []
+    size = 0
     rest = data
     while rest:
         if not is_gzip(rest):
-            if out:
+            if parts:
                 break  # trailing garbage after a complete member: Go ignores padding zeros
             raise InvalidProfile("not gzip data (missing gzip magic bytes)")
         decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        pending = rest
         try:
-            while not decomp.eof:
-                room = max_bytes - len(out)
-                chunk = decomp.decompress(pending, min(_CHUNK, room + 1))
-                out += chunk
-                if len(out) > max_bytes:
-                    raise ProfileTooLarge(
-                        f"decompressed profile exceeds the {max_bytes} byte limit"
-                    )
-                pending = decomp.unconsumed_tail
-                if not chunk and not pending:
-                    break  # input exhausted without reaching the end of the stream
+            part = decomp.decompress(rest, max_bytes - size + 1)
         except zlib.error as exc:
             raise InvalidProfile(f"corrupt gzip data: {exc}") from None
+        size += len(part)
+        if size > max_bytes:
+            raise ProfileTooLarge(f"decompressed profile exceeds the {max_bytes} byte limit")
+        parts.append(part)
         if not decomp.eof:
             raise InvalidProfile("truncated gzip data (the stream ends before the gzip trailer)")
         rest = decomp.unused_data
-    return bytes(out)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
