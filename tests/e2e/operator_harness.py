@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import EVENTS, ClusterFront
+from tests.support.kube import KubeCluster
 from tests.support.moto import MotoServer
 
 T = TypeVar("T")
@@ -102,6 +104,24 @@ def kube_operator_environment(
     monkeypatch.setenv("OOMF_SPOOL_DIR", str(spool))
     monkeypatch.setenv("OOMF_NAMESPACES", namespace)
     return s3.archive_url(prefix)
+
+
+@contextlib.contextmanager
+def kube_namespace(kube: KubeCluster, prefix: str) -> Iterator[str]:
+    """A namespace of the test's own on the real cluster, deleted afterwards (the finalizers a
+    stopped operator left on its MemoryInvestigations dropped first, so the deletion ends)."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    kube.ensure_namespace(name)
+    try:
+        yield name
+    finally:
+        listed = kube.kubectl("get", "mi", "-n", name, "-o", "name", check=False)
+        for resource in listed.split():
+            kube.kubectl(
+                "patch", "-n", name, resource, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False,
+            )  # fmt: skip
+        kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 async def kube_events_about(

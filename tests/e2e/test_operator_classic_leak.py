@@ -8,7 +8,6 @@ kill, and the last snapshot before it."""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.e2e.operator_harness import (
     apply_crd,
     dump,
     kube_events_about,
+    kube_namespace,
     kube_operator_environment,
     poll,
     running_operator,
@@ -39,16 +39,8 @@ ARTIFACTS = Path(os.environ.get("OOMF_E2E_ARTIFACTS", "/tmp/oomf-e2e"))
 
 @pytest.fixture
 def namespace(kube: KubeCluster) -> Iterator[str]:
-    """A namespace of this test's own, deleted afterwards (finalizers of a stopped operator
-    dropped first, so the deletion completes)."""
-    name = f"classic-{secrets.token_hex(3)}"
-    kube.ensure_namespace(name)
-    yield name
-    kube.kubectl(
-        "patch", "-n", name, "mi", "checkout-oom", "--type=merge",
-        "-p", '{"metadata":{"finalizers":null}}', check=False,
-    )  # fmt: skip
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with kube_namespace(kube, "classic") as name:
+        yield name
 
 
 async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom_kill(
@@ -152,7 +144,9 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     keys = await archive.list_snapshots(namespace, "checkout-oom", "checkout", "app", 0)
     assert len(keys) >= 3
     assert pre in {k.path() for k in keys}
-    assert {"baseline", "threshold-80"} <= {k.reason for k in keys}
+    # metrics-server samples every 10 s: the first threshold seen may be above 80 %.
+    reasons = {k.reason for k in keys}
+    assert "baseline" in reasons and [r for r in reasons if r.startswith("threshold-")], reasons
     pre_key = next(k for k in keys if k.path() == pre)
     await archive.verify(pre_key)
     # Events on the CR and on the pod.

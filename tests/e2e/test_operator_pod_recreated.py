@@ -1,130 +1,114 @@
-"""A StatefulSet-style pod deleted and created again under the same name is a new pod: a new
-uid, its container at restartCount 0 again. The operator must treat it so: its own baseline,
-its own run in the archive and in the status, and nothing of the old pod's evidence carried
-over (before the pod uid was part of the archive layout, the new pod found the old pod's
-`run-0`, took no baseline and counted the old pod's snapshots as its own)."""
+"""A StatefulSet's pod deleted and created again under the same name (`db-0`, a new uid,
+restartCount 0 again) on the real cluster is a new incarnation: the operator takes a baseline
+of its own for it and keeps its snapshots apart from the old pod's, instead of carrying the old
+pod's baseline and runs over."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive
 from tests.e2e.operator_harness import (
-    MI,
-    PODS,
     apply_crd,
-    operator_environment,
+    kube_namespace,
+    kube_operator_environment,
     poll,
-    require_cluster,
     running_operator,
 )
-from tests.support.cluster import ClusterFront, Kubelet
-from tests.support.cluster.pods import leaky_pod
-from tests.support.leaky import FIXTURE_BIN
+from tests.support.kube import KubeCluster
+from tests.support.kube.images import fixture_image
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
-pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
-NAME = "db"
-POD = "db-0"
+pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
 
 
-async def test_a_pod_recreated_under_the_same_name_gets_its_own_baseline_and_runs(
-    front: ClusterFront,
-    kubelet: Kubelet,
+@pytest.fixture
+def namespace(kube: KubeCluster) -> Iterator[str]:
+    with kube_namespace(kube, "recreate") as name:
+        yield name
+
+
+async def test_a_pod_recreated_under_the_same_name_is_a_new_incarnation(
+    kube: KubeCluster,
+    namespace: str,
     s3: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    require_cluster(front)
-    if not FIXTURE_BIN.is_file():
-        pytest.skip(f"{FIXTURE_BIN} is not built (hack/build-go-fixtures.sh)")
-    url = operator_environment(monkeypatch, front, s3, "e2e-recreated", tmp_path / "spool")
+    image = fixture_image(kube, "leaky")
+    kubeconfig, _ = operator_kubeconfig(
+        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
+    )
+    url = kube_operator_environment(
+        monkeypatch, kubeconfig, s3, "e2e-recreate", tmp_path / "spool", namespace
+    )
     archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
 
-    async def manifests() -> list[Manifest]:
-        keys = await archive.list_snapshots("default", NAME, POD)
-        return [await archive.read_manifest(k) for k in keys]
+    def db_0() -> dict[str, Any]:
+        # A steady service (no leak): only the baselines matter here.
+        return leaky_pod(
+            "db-0", namespace, image, "mapcache", labels={"app": "db"}, memory_limit="256Mi", rate=1
+        )
 
-    def db_pod() -> dict[str, Any]:
-        # A service that holds its memory steady: no OOM kill, just a pod with evidence.
-        return leaky_pod(POD, "steady", labels={"app": "db"}, memory_limit="256Mi", rate=5)
-
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+    async with kube.async_http() as http:
         await apply_crd(http)
-        created = await http.post(PODS, json=db_pod())
-        assert created.status_code == 201, created.text
-        old_uid = created.json()["metadata"]["uid"]
+        first = await http.post(pods, json=db_0())
+        assert first.status_code == 201, first.text
+        first_uid = first.json()["metadata"]["uid"]
         investigation = {
             "apiVersion": "oomforensics.io/v1alpha1",
             "kind": "MemoryInvestigation",
-            "metadata": {"name": NAME, "namespace": "default"},
+            "metadata": {"name": "db", "namespace": namespace},
             "spec": {
                 "selector": {"matchLabels": {"app": "db"}},
                 "endpoint": {"portName": "http"},
                 "sampling": {"interval": "1s"},
                 "snapshots": {"interval": "30s"},
-                "triggers": {"cooldown": "1s"},
             },
         }
-        assert (await http.post(MI, json=investigation)).status_code == 201
+        assert (await http.post(mi, json=investigation)).status_code == 201
 
-        async def target_with(uid: str, snapshots: int) -> dict[str, Any] | None:
-            body: dict[str, Any] = (await http.get(f"{MI}/{NAME}")).json()
-            targets = (body.get("status") or {}).get("targets") or []
-            ours = [t for t in targets if t.get("uid") == uid]
-            return body if ours and ours[0].get("snapshots", 0) >= snapshots else None
+        async def baseline_of(uid: str) -> list[Any] | None:
+            keys = await archive.list_snapshots(namespace, "db", "db-0", pod_uid=uid)
+            baselines = [k for k in keys if k.reason == "baseline"]
+            return baselines or None
 
-        async with running_operator() as operator:
-            await poll(lambda: target_with(old_uid, 1), 120, "the baseline of db-0", operator)
-            assert (await http.delete(f"{PODS}/{POD}")).status_code == 200
+        async with running_operator([namespace]) as operator:
+            await poll(lambda: baseline_of(first_uid), 120, "the first db-0's baseline", operator)
+            deleted = await http.delete(f"{pods}/db-0", params={"gracePeriodSeconds": "0"})
+            assert deleted.status_code == 200, deleted.text
 
-            async def deleted() -> bool:
-                return (await http.get(f"{PODS}/{POD}")).status_code == 404
+            async def gone() -> bool:
+                return (await http.get(f"{pods}/db-0")).status_code == 404
 
-            await poll(deleted, 60, "db-0 to be deleted", operator)
-            old = [m for m in await manifests() if m.pod_uid == old_uid]
-            recreated = await http.post(PODS, json=db_pod())
-            assert recreated.status_code == 201, recreated.text
-            new_uid = recreated.json()["metadata"]["uid"]
-            assert new_uid != old_uid
+            await poll(gone, 60, "db-0 to be gone", operator)
+            second = await http.post(pods, json=db_0())
+            assert second.status_code == 201, second.text
+            second_uid = second.json()["metadata"]["uid"]
+            assert second_uid != first_uid
+            await poll(lambda: baseline_of(second_uid), 120, "the new db-0's baseline", operator)
 
-            async def new_pod_snapshots() -> list[Manifest] | None:
-                mine = [m for m in await manifests() if m.pod_uid == new_uid]
-                return mine or None
+            async def targets_the_new_pod() -> dict[str, Any] | None:
+                body: dict[str, Any] = (await http.get(f"{mi}/db")).json()
+                targets = (body.get("status") or {}).get("targets") or []
+                return body if [t for t in targets if t.get("uid") == second_uid] else None
 
-            new = await poll(new_pod_snapshots, 120, "a snapshot of the new db-0", operator)
+            body = await poll(targets_the_new_pod, 60, "the status to show the new db-0", operator)
 
-            async def status_agrees() -> tuple[dict[str, Any], list[Manifest]] | None:
-                """The status counts the new pod's own snapshots, as the archive holds them
-                (asked twice around the archive read: a capture may land in between)."""
-                before = await target_with(new_uid, 1)
-                stored = [m for m in await manifests() if m.pod_uid == new_uid]
-                after = await target_with(new_uid, 1)
-                if before is None or after is None or before != after:
-                    return None
-                (target,) = after["status"]["targets"]
-                return (after, stored) if target["snapshots"] == len(stored) else None
-
-            body, stored_new = await poll(
-                status_agrees, 60, "the status to count the new db-0's snapshots", operator
-            )
-
-    # The new pod took a baseline of its own: its diffs start from itself.
-    assert new[0].reason == "baseline", [m.reason for m in new]
-    assert old and old[0].reason == "baseline"
-    assert {m.run for m in new} == {0}  # restartCount 0 again, and still a run of its own
-    # In the archive its run is apart from the old pod's run 0, and the old one is intact.
-    new_runs = {m.key.path().rsplit("/", 2)[0] for m in new}
-    old_runs = {m.key.path().rsplit("/", 2)[0] for m in old}
-    assert new_runs.isdisjoint(old_runs)
-    assert [m for m in await manifests() if m.pod_uid == old_uid][: len(old)] == old
-    # The status shows the new pod only, counting its own snapshots, not the old pod's.
-    status = body["status"]
-    (target,) = status["targets"]
-    assert target["pod"] == POD and target["uid"] == new_uid and target["restartCount"] == 0
-    assert target["lastSnapshot"] == stored_new[-1].key.path()
+    targets = body["status"]["targets"]
+    assert [t["uid"] for t in targets if t["pod"] == "db-0"] == [second_uid], targets
+    old = await archive.list_snapshots(namespace, "db", "db-0", pod_uid=first_uid)
+    new = await archive.list_snapshots(namespace, "db", "db-0", pod_uid=second_uid)
+    assert old and new
+    assert not {k.path() for k in old} & {k.path() for k in new}
+    assert all(f"/db-0/{second_uid}/" in k.path() for k in new)
+    # Both incarnations' runs start at 0 and each has a baseline of its own.
+    assert {k.run for k in new} == {0} and "baseline" in {k.reason for k in new}
