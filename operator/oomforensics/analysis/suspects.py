@@ -28,7 +28,13 @@ from oomforensics.analysis.frames import (
     is_symbol,
     mechanism,
 )
-from oomforensics.pprof.arrays import IntArray, column_bounds, first_in_range, group_sum
+from oomforensics.pprof.arrays import (
+    IntArray,
+    column_bounds,
+    first_in_range,
+    group_sum,
+    unique_inverse,
+)
 from oomforensics.pprof.profile import Profile, Stack, index_stacks
 
 Index = NDArray[np.intp]
@@ -166,7 +172,7 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
         depth = 0
         while starts.size:
             nodes = self.frames[starts + depth]
-            present, slot = np.unique(nodes, return_inverse=True)
+            present, slot = unique_inverse(nodes)
             totals = group_sum(slot, weights, present.size, bound)
             best = totals.max()
             tied = present[np.flatnonzero(totals == best)].tolist()

@@ -18,7 +18,7 @@ IntArray = NDArray[Any]
 """Integers: int64, or Python ints in an object array where int64 could overflow."""
 
 _INT64_SAFE = float(2**61)
-_FLOAT_EXACT = float(2**52)
+FLOAT_EXACT = float(2**52)  # below this, float64 sums of integers are exact
 
 
 def exact_values(values: NDArray[np.int64]) -> IntArray:
@@ -44,7 +44,7 @@ def group_sum(
     keys: NDArray[np.integer[Any]], weights: IntArray, size: int, bound: float
 ) -> IntArray:
     """Per key in 0 .. size - 1, the exact sum of `weights` (whose |sum| is at most `bound`)."""
-    if weights.dtype != object and bound < _FLOAT_EXACT:
+    if weights.dtype != object and bound < FLOAT_EXACT:
         sums = np.bincount(keys, weights=weights.astype(np.float64), minlength=size)
         return sums.astype(np.int64)
     if weights.dtype != object and bound < 2 * _INT64_SAFE:
@@ -96,3 +96,22 @@ def expand_ranges(start: NDArray[np.intp], size: NDArray[np.intp]) -> NDArray[np
     shift: NDArray[np.intp] = start - (np.cumsum(size) - size)
     indices: NDArray[np.intp] = np.arange(count, dtype=np.intp) + np.repeat(shift, size)
     return indices
+
+
+def unique_inverse(values: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.intp]]:
+    """`np.unique(values, return_inverse=True)` for 1-D arrays, by one stable sort (np.unique
+    would also import numpy.ma, a hundredth of a second, on its first call)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.empty(ordered.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(ordered.size, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def all_distinct(values: NDArray[Any]) -> bool:
+    """Whether no value of a 1-D array occurs twice."""
+    ordered = np.sort(values)
+    return not bool((ordered[1:] == ordered[:-1]).any())

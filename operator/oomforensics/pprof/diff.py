@@ -90,15 +90,7 @@ def diff_profiles(
     """
     check_compatible(base, new)
     index = pair_sample_index(base, new, sample_index)
-    base_table = function_table(base, index)
-    new_table = function_table(new, index)
-    functions = []
-    for name in base_table.keys() | new_table.keys():
-        base_flat, base_cum = base_table.get(name, (0, 0))
-        new_flat, new_cum = new_table.get(name, (0, 0))
-        flat, cum = new_flat - base_flat, new_cum - base_cum
-        if flat or cum:
-            functions.append(FunctionValue(name, flat, cum))
+    functions = _changed_functions(base, new, index)
     base_total, new_total = base.total(index), new.total(index)
     return HeapDiff(
         sample_index=new.sample_types[index].type,
@@ -109,6 +101,50 @@ def diff_profiles(
         report_total=_report_total(base, new, index, mode),
         functions=tuple(pprof_order(functions)),
     )
+
+
+def _changed_functions(base: Profile, new: Profile, index: int) -> list[FunctionValue]:
+    """Every function whose flat or cum differs between the profiles (in no order)."""
+    base_flat, base_cum, base_present = base.samples.function_table(index)
+    new_flat, new_cum, new_present = new.samples.function_table(index)
+    if object in (base_flat.dtype, base_cum.dtype, new_flat.dtype, new_cum.dtype):
+        return _changed_functions_exactly(base, new, index)  # Python ints: rare, slow, exact
+    # Both tables on one table of names (base's, then new's own), as int64: every figure is
+    # below 2**61 (see arrays), so no difference overflows.
+    table = {name: node for node, name in enumerate(base.samples.names)}
+    new_names = new.samples.names
+    translate = np.fromiter(
+        (table.setdefault(name, len(table)) for name in new_names), np.intp, len(new_names)
+    )
+    flat = np.zeros(len(table), dtype=np.int64)
+    cum = np.zeros(len(table), dtype=np.int64)
+    nodes = np.flatnonzero(base_present)
+    flat[nodes] -= base_flat[nodes]
+    cum[nodes] -= base_cum[nodes]
+    nodes = np.flatnonzero(new_present)
+    flat[translate[nodes]] += new_flat[nodes]  # names are distinct: no node twice
+    cum[translate[nodes]] += new_cum[nodes]
+    changed = np.flatnonzero((flat != 0) | (cum != 0))
+    names = list(table)
+    return [
+        FunctionValue(names[node], f, c)
+        for node, f, c in zip(
+            changed.tolist(), flat[changed].tolist(), cum[changed].tolist(), strict=True
+        )
+    ]
+
+
+def _changed_functions_exactly(base: Profile, new: Profile, index: int) -> list[FunctionValue]:
+    base_table = function_table(base, index)
+    new_table = function_table(new, index)
+    functions = []
+    for name in base_table.keys() | new_table.keys():
+        base_flat, base_cum = base_table.get(name, (0, 0))
+        new_flat, new_cum = new_table.get(name, (0, 0))
+        flat, cum = new_flat - base_flat, new_cum - base_cum
+        if flat or cum:
+            functions.append(FunctionValue(name, flat, cum))
+    return functions
 
 
 def pair_sample_index(base: Profile, new: Profile, wanted: str | int | None) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oomforensics.pprof.arrays import (
+    FLOAT_EXACT,
     IntArray,
     column_bounds,
     exact_values,
@@ -132,22 +133,24 @@ class Samples:
         """(node, sample) once for each extra time a node is on a sample's stack (recursion).
 
         Keys sample * nodes + node sorted (numpy's SIMD sort) put a node recurring in a sample
-        next to itself; the repeats are the keys equal to their predecessor.
+        next to itself; the repeats are the keys equal to their predecessor. (The same for
+        every sample type: kept.)
         """
-        size = len(self.names)
-        samples = self.frame_samples()
-        if len(self) * max(size, 1) < 2**32:
-            keys: NDArray[np.uint32] | NDArray[np.int64] = samples.astype(np.uint32)
-            keys *= np.uint32(size)
-            keys += self.frames.astype(np.uint32)
-        else:
-            keys = samples.astype(np.int64)
-            keys *= size
-            keys += self.frames
-        del samples
-        keys.sort()
-        repeats = np.compress(keys[1:] == keys[:-1], keys[1:]).astype(np.intp)
-        return repeats % max(size, 1), repeats // max(size, 1)
+        if "repeats" not in self._memo:
+            size = max(len(self.names), 1)
+            lengths = self.lengths()
+            if len(self) * size < 2**32:
+                first = np.arange(len(self), dtype=np.uint32) * np.uint32(size)
+                keys: NDArray[np.uint32] | NDArray[np.int64] = np.repeat(first, lengths)
+                keys += self.frames.view(np.uint32)  # node ids are not negative
+            else:
+                keys = np.repeat(np.arange(len(self), dtype=np.int64) * size, lengths)
+                keys += self.frames
+            keys.sort()
+            repeats = np.compress(keys[1:] == keys[:-1], keys[1:]).astype(np.intp)
+            self._memo["repeats"] = (repeats % size, repeats // size)
+        result: tuple[NDArray[np.intp], NDArray[np.intp]] = self._memo["repeats"]
+        return result
 
     def function_table(self, index: int) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
         """Per node: flat, cum, and whether any sample with a non-zero value has it (pprof
@@ -158,9 +161,14 @@ class Samples:
         samples, leaves = self.leaves()
         flat = group_sum(leaves, column[samples], size, bound)
         # Every frame adds its sample's value, then each repeat within a sample takes it back.
-        per_frame = np.take(column, self.frame_samples())
-        deep = bound * float(self.lengths().max(initial=0))
-        cum = group_sum(self.frames, per_frame, size, deep)
+        lengths = self.lengths()
+        deep = bound * float(lengths.max(initial=0))
+        if column.dtype != object and deep < FLOAT_EXACT:  # group_sum's float path, cast once
+            per_frame = np.repeat(column.astype(np.float64), lengths)
+            cum = np.bincount(self.frames, weights=per_frame, minlength=size).astype(np.int64)
+        else:
+            per_frame = np.repeat(column, lengths)
+            cum = group_sum(self.frames, per_frame, size, deep)
         present = np.bincount(self.frames[per_frame != 0], minlength=size) > 0
         del per_frame
         nodes, owners = self.repeated_frames()

@@ -15,7 +15,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oomforensics.pprof import profile_pb2, wire
-from oomforensics.pprof.arrays import exact_values, expand_ranges, segment_ids
+from oomforensics.pprof.arrays import (
+    all_distinct,
+    exact_values,
+    expand_ranges,
+    segment_ids,
+    unique_inverse,
+)
 from oomforensics.pprof.header import Header
 from oomforensics.pprof.model import Index, Profile, Samples
 from oomforensics.pprof.pruning import compile_pattern, prune_samples, prunes, unnamed
@@ -194,16 +200,16 @@ def _name_locations(
     drop = compile_pattern(text(view.drop_frames, "drop_frames"))
     keep = compile_pattern(text(view.keep_frames, "keep_frames")) if drop is not None else None
     count = locations.ids.size
-    if np.unique(locations.ids).size != count or (locations.ids == 0).any():
+    if not all_distinct(locations.ids) or (locations.ids == 0).any():
         raise wire.Unsupported("duplicate or zero location ids")  # the careful decoder says
     function_ids = np.fromiter((fn.id for fn in view.function), np.uint64, len(view.function))
     # Each function's name, as an index into `shown` (names as pprof prints them).
     shown = [header.function_name(fn) for fn in view.function]
     function_names = np.arange(len(shown), dtype=np.int64)
-    if np.unique(function_ids).size != function_ids.size:
+    if not all_distinct(function_ids):
         raise wire.Unsupported("duplicate function ids")
     mapping_ids = locations.mapping_ids
-    if any(int(m) not in objfiles for m in np.unique(mapping_ids) if m):
+    if any(int(m) not in objfiles for m in set(mapping_ids.tolist()) if m):
         raise wire.Unsupported("a location refers to a missing mapping")
 
     # Each line's function name (a string index), or -1 for a line without a function.
@@ -218,7 +224,7 @@ def _name_locations(
     # Nodes: one per distinct display name. A function with an empty name and a line without
     # a function are named after the location's binary, as pprof does.
     node_of: dict[str, int] = {}
-    used, string_slot = np.unique(line_strings[named], return_inverse=True)
+    used, string_slot = unique_inverse(line_strings[named])
     string_names = [shown[s] for s in used.tolist()]
     string_nodes = np.array(
         [node_of.setdefault(name, len(node_of)) if name else -1 for name in string_names],
@@ -226,7 +232,7 @@ def _name_locations(
     )
     line_nodes = np.full(line_functions.size, -1, dtype=np.int32)
     line_nodes[named] = string_nodes[string_slot]
-    mapping_list, mapping_slot = np.unique(mapping_ids, return_inverse=True)
+    mapping_list, mapping_slot = unique_inverse(mapping_ids)
     placeholders = np.array(
         [node_of.setdefault(unnamed(objfiles.get(int(m), "")), len(node_of)) for m in mapping_list],
         dtype=np.int32,
