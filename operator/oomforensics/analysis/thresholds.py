@@ -12,9 +12,11 @@ Pair bars (see `Thresholds`), and why:
 - Heap growth is judged against the size of the heap (HeapInuse of the base snapshot): 20 % of
   it. The heap profile only moves at GC, so when fewer than two GC cycles separate the
   snapshots the bar doubles. Growth below 4 sampling periods (4 x runtime.MemProfileRate) is
-  below what a sampled profile can resolve. Over a series these bars give way to each
-  function's own sampling error: a small grower, steadily rising well beyond its error, is a
-  leak even when the whole heap's change is within GC jitter.
+  below what a sampled profile can resolve. From four snapshots on these bars give way to
+  each function's own sampling error and the series' in-flight jitter: a small grower,
+  steadily rising well beyond both, is a leak even when the whole heap's change is within GC
+  jitter. With three snapshots the jitter cannot be measured yet (a control that only churns
+  moved its churning function by 9 sampling errors over three), so the pair bar still holds.
 - Goroutines: +10 and +50 % of the base count (pair); over a series, an owner's goroutines
   still rising in the later half of the run, by 10 or more.
 - Native (non-Go) memory: the RSS in excess of all the Go runtime could hold resident
