@@ -8,7 +8,7 @@ with one merge patch:
 - `Sampler` (sampler.py): memory readings and trigger decisions per container run;
 - `Capturer` (capturer.py): captures with backoff, recorded through the spool;
 - `RunLedger` (runs.py): the snapshots of each run, rebuilt from the archive after a restart;
-- `Summariser` (summary.py): baseline -> latest comparison, analysed off the loop;
+- `Summariser` (summary.py): the run's series (baseline and latest snapshots) judged off the loop;
 - `StorageHealth` (storage.py), retention here; `StatusWriter` (status_writer.py).
 
 They talk to the world through `Services` (services.py), which tests fake. Nothing a user can
