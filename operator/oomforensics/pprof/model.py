@@ -20,6 +20,7 @@ from oomforensics.pprof.arrays import (
     column_bounds,
     exact_values,
     group_sum,
+    positions,
     segment_ids,
     total,
 )
@@ -97,6 +98,18 @@ class Samples:
         names = self.names
         start, stop = int(self.offsets[sample]), int(self.offsets[sample + 1])
         return tuple(names[node] for node in self.frames[start:stop].tolist())
+
+    @property
+    def memo(self) -> dict[str, Any]:
+        """Figures derived from these samples, kept by the modules that derive them."""
+        return self._memo
+
+    def positions(self) -> Index:
+        """Each frame's depth in its stack (0 for the leaf)."""
+        if "positions" not in self._memo:
+            self._memo["positions"] = positions(self.offsets)
+        result: Index = self._memo["positions"]
+        return result
 
     def frame_samples(self) -> NDArray[np.int32]:
         """The sample of each frame."""

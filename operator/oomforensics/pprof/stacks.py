@@ -10,7 +10,7 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
-from oomforensics.pprof.arrays import expand_ranges, positions
+from oomforensics.pprof.arrays import expand_ranges
 from oomforensics.pprof.model import Index, Samples, Stack
 
 
@@ -52,8 +52,11 @@ def index_stacks(parts: Sequence[Samples]) -> StackIndex:
     """
     table = {name: i for i, name in enumerate(parts[0].names)}
     frame_parts: list[NDArray[np.int32]] = []
+    translated: list[bool] = []
     for part in parts:
-        if part.names == parts[0].names or not part.frames.size:
+        same = part.names == parts[0].names or not part.frames.size
+        translated.append(not same)
+        if same:
             frame_parts.append(part.frames)
             continue
         translate = np.fromiter(
@@ -63,22 +66,11 @@ def index_stacks(parts: Sequence[Samples]) -> StackIndex:
         )
         frame_parts.append(np.take(translate, part.frames))
     longest = max((int(np.diff(part.offsets).max(initial=0)) for part in parts), default=0)
-    rng = np.random.default_rng(_HASH_SEED)
-    multipliers = rng.integers(0, 2**63, size=longest + 1, dtype=np.uint64)
-    multipliers = multipliers * np.uint64(2) + np.uint64(1)
-
-    hashes: list[NDArray[np.uint64]] = []
-    for part, frames in zip(parts, frame_parts, strict=True):
-        lengths = np.diff(part.offsets)
-        hashed = frames.astype(np.uint64)
-        hashed += np.uint64(1)
-        hashed *= np.take(multipliers, positions(part.offsets))
-        own = lengths.astype(np.uint64) * multipliers[-1]
-        nonempty = np.flatnonzero(lengths)
-        if nonempty.size:
-            own[nonempty] += np.add.reduceat(hashed, part.offsets[nonempty])
-        hashes.append(own)
-        del hashed
+    multipliers = _multipliers(longest)
+    hashes = [
+        _hashes(part, frames, multipliers) if moved else _own_hashes(part, multipliers)
+        for part, frames, moved in zip(parts, frame_parts, translated, strict=True)
+    ]
 
     frames = np.concatenate(frame_parts) if len(frame_parts) > 1 else frame_parts[0]
     offsets = np.zeros(sum(len(part) for part in parts) + 1, dtype=np.intp)
@@ -100,6 +92,38 @@ def index_stacks(parts: Sequence[Samples]) -> StackIndex:
     if not _same_stacks(frames, offsets, first[group]):
         group, first = _exact_groups(frames, offsets)
     return StackIndex(tuple(table), frames, offsets, part_starts, group, first)
+
+
+def _multipliers(longest: int) -> NDArray[np.uint64]:
+    rng = np.random.default_rng(_HASH_SEED)
+    multipliers = rng.integers(0, 2**63, size=longest + 1, dtype=np.uint64)
+    result: NDArray[np.uint64] = multipliers * np.uint64(2) + np.uint64(1)
+    return result
+
+
+def _own_hashes(part: Samples, multipliers: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """`_hashes` of a part's own frames, kept with it (a profile is indexed alone and with
+    another, with the same multipliers when its stacks are the longest)."""
+    key = f"stack hashes {multipliers.size}"
+    if key not in part.memo:
+        part.memo[key] = _hashes(part, part.frames, multipliers)
+    result: NDArray[np.uint64] = part.memo[key]
+    return result
+
+
+def _hashes(
+    part: Samples, frames: NDArray[np.int32], multipliers: NDArray[np.uint64]
+) -> NDArray[np.uint64]:
+    """Each sample's stack hash (`frames`: the part's frames, numbered in the joint table)."""
+    lengths = np.diff(part.offsets)
+    hashed = frames.astype(np.uint64)
+    hashed += np.uint64(1)
+    hashed *= np.take(multipliers, part.positions())
+    own: NDArray[np.uint64] = lengths.astype(np.uint64) * multipliers[-1]
+    nonempty = np.flatnonzero(lengths)
+    if nonempty.size:
+        own[nonempty] += np.add.reduceat(hashed, part.offsets[nonempty])
+    return own
 
 
 def _same_stacks(frames: NDArray[np.int32], offsets: Index, representative: Index) -> bool:
