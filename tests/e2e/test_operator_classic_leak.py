@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    started = datetime.now(UTC)
     image = fixture_image(kube, "leaky")
     kubeconfig, operator_user = operator_kubeconfig(
         kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
@@ -155,7 +157,7 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     assert "OOMKilled" in {e["reason"] for e in pod_events}
     # As the chart's ServiceAccount, memory came from PodMetrics lists (the real
     # metrics-server through the aggregator), never a GET per pod, and nothing was forbidden.
-    requests = kube.audit_events(operator_user)
+    requests = kube.audit_events(operator_user, since=started)
     assert requests, f"no request by {operator_user} in the audit log"
     metrics = [e for e in requests if e.get("objectRef", {}).get("apiGroup") == "metrics.k8s.io"]
     assert metrics and not [e for e in metrics if e["objectRef"].get("name")]

@@ -1,55 +1,72 @@
-"""Storage credentials from a Secret in the investigation's namespace: a missing Secret is a
-condition naming it (and nothing is lost: the operator waits), and once the Secret exists the
-snapshots go to the investigation's own archive."""
+"""Storage credentials from a Secret in the investigation's namespace, on the real cluster with
+the chart's RBAC (`investigationSecrets` grants `get` on that Secret by name): a missing Secret
+is a condition naming it (and nothing is lost: the operator waits), and once the Secret exists
+the snapshots go to the investigation's own archive."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from oomforensics.archive.store import Archive
 from tests.e2e.operator_harness import (
-    MI,
-    PODS,
     apply_crd,
     condition,
-    operator_environment,
+    kube_namespace,
+    kube_operator_environment,
     poll,
-    require_cluster,
     running_operator,
 )
-from tests.support.cluster import ClusterFront, Kubelet
-from tests.support.cluster.pods import leaky_pod
-from tests.support.leaky import FIXTURE_BIN
+from tests.support.kube import KubeCluster
+from tests.support.kube.images import fixture_image
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
-SECRETS = "/api/v1/namespaces/default/secrets"
+
+
+@pytest.fixture
+def namespace(kube: KubeCluster) -> Iterator[str]:
+    with kube_namespace(kube, "secret") as name:
+        yield name
 
 
 async def test_credentials_come_from_the_secret_the_spec_names(
-    front: ClusterFront,
-    kubelet: Kubelet,
+    kube: KubeCluster,
+    namespace: str,
     s3: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    require_cluster(front)
-    if not FIXTURE_BIN.is_file():
-        pytest.skip(f"{FIXTURE_BIN} is not built (hack/build-go-fixtures.sh)")
-    operator_environment(monkeypatch, front, s3, "e2e-default", tmp_path / "spool")
+    started = datetime.now(UTC)
+    image = fixture_image(kube, "leaky")
+    kubeconfig, operator_user = operator_kubeconfig(
+        kube,
+        tmp_path / "operator.kubeconfig",
+        watch_namespaces=[namespace],
+        values={"investigationSecrets": [{"namespace": namespace, "names": ["vault-s3"]}]},
+    )
+    kube_operator_environment(
+        monkeypatch, kubeconfig, s3, "e2e-default", tmp_path / "spool", namespace
+    )
     own = s3.archive_url("e2e-own")
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
+    async with kube.async_http() as http:
         await apply_crd(http)
-        steady = leaky_pod("vault", "steady", labels={"app": "vault"}, memory_limit="256Mi")
-        assert (await http.post(PODS, json=steady)).status_code == 201
+        steady = leaky_pod(
+            "vault", namespace, image, "steady", labels={"app": "vault"}, memory_limit="256Mi"
+        )
+        created = await http.post(f"/api/v1/namespaces/{namespace}/pods", json=steady)
+        assert created.status_code == 201, created.text
         investigation = {
             "apiVersion": "oomforensics.io/v1alpha1",
             "kind": "MemoryInvestigation",
-            "metadata": {"name": "vault", "namespace": "default"},
+            "metadata": {"name": "vault", "namespace": namespace},
             "spec": {
                 "selector": {"matchLabels": {"app": "vault"}},
                 "endpoint": {"portName": "http"},
@@ -61,45 +78,50 @@ async def test_credentials_come_from_the_secret_the_spec_names(
                 },
             },
         }
-        assert (await http.post(MI, json=investigation)).status_code == 201
+        assert (await http.post(mi, json=investigation)).status_code == 201
 
         async def storage(status: str) -> dict[str, Any] | None:
-            body: dict[str, Any] = (await http.get(f"{MI}/vault")).json()
+            body: dict[str, Any] = (await http.get(f"{mi}/vault")).json()
             return body if condition(body, "StorageReady").get("status") == status else None
 
-        async with running_operator() as operator:
-            missing = await poll(lambda: storage("False"), 60, "StorageReady False", operator)
+        async with running_operator([namespace]) as operator:
+            missing = await poll(lambda: storage("False"), 90, "StorageReady False", operator)
             secret = {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "vault-s3", "namespace": "default"},
+                "metadata": {"name": "vault-s3", "namespace": namespace},
                 "stringData": {
                     "access_key_id": s3.credentials["access_key_id"],
                     "secret_access_key": s3.credentials["secret_access_key"],
                 },
             }
-            assert (await http.post(SECRETS, json=secret)).status_code == 201
+            response = await http.post(f"/api/v1/namespaces/{namespace}/secrets", json=secret)
+            assert response.status_code == 201, response.text
 
             async def stored() -> dict[str, Any] | None:
                 body = await storage("True")
                 count = (((body or {}).get("status") or {}).get("snapshots") or {}).get("count")
                 return body if (count or 0) >= 1 else None
 
-            ready = await poll(stored, 90, "a snapshot once the Secret exists", operator)
+            ready = await poll(stored, 120, "a snapshot once the Secret exists", operator)
 
     lacking = condition(missing, "StorageReady")
-    assert lacking.get("reason") == "SecretNotFound"
-    assert "default/vault-s3" in lacking["message"]
+    assert lacking.get("reason") == "SecretNotFound", lacking
+    assert f"{namespace}/vault-s3" in lacking["message"]
     assert condition(ready, "StorageReady")["reason"] != "SecretNotFound"
     archive = Archive.from_url(own, credentials=s3.credentials, options=s3.options)
-    keys = await archive.list_snapshots("default", "vault")
+    keys = await archive.list_snapshots(namespace, "vault")
     assert keys and keys[0].reason == "baseline"
     default = Archive.from_url(
         s3.archive_url("e2e-default"), credentials=s3.credentials, options=s3.options
     )
-    assert await default.list_snapshots("default", "vault") == []
-    # The operator read the Secret it was told about, by name; it never lists Secrets.
-    # (Investigations other tests left behind may read their own, by name too.)
-    reads = [c for c in front.calls if c.resource == "secrets" and c.verb != "create"]
-    assert ("get", "vault-s3") in {(c.verb, c.name) for c in reads}
-    assert all(c.verb == "get" and c.name for c in reads), reads
+    assert await default.list_snapshots(namespace, "vault") == []
+    # The operator read the Secret it was told about, by name, and never listed Secrets: the
+    # API server's audit log, as the chart's ServiceAccount.
+    reads = [
+        (e["verb"], e["objectRef"].get("name"))
+        for e in kube.audit_events(operator_user, since=started)
+        if e.get("objectRef", {}).get("resource") == "secrets"
+    ]
+    assert ("get", "vault-s3") in reads, reads
+    assert all(verb == "get" and name == "vault-s3" for verb, name in reads), reads

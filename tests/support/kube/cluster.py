@@ -13,6 +13,7 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +98,19 @@ class KubeCluster:
             response = http.post("/api/v1/namespaces", json=body)
             assert response.status_code in (201, 409), response.text
 
-    def audit_events(self, user: str) -> list[dict[str, Any]]:
-        """The API server's audit log entries (stage ResponseComplete) of requests by `user`."""
+    def audit_events(self, user: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The API server's audit log entries (stage ResponseComplete) of requests by `user`,
+        received at `since` or later (the log outlives a test and the cluster's restarts)."""
         found: list[dict[str, Any]] = []
         for path in sorted((self.directory / "logs").glob("audit*.log"), reverse=True):
             for line in path.read_text().splitlines():
                 if f'"{user}"' not in line:
                     continue
                 event = json.loads(line)
-                if event.get("stage") == "ResponseComplete" and event["user"]["username"] == user:
+                if event.get("stage") != "ResponseComplete" or event["user"]["username"] != user:
+                    continue
+                received = datetime.fromisoformat(event["requestReceivedTimestamp"])
+                if since is None or received >= since:
                     found.append(event)
         return found
 
