@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# Before numpy is imported: its OpenBLAS would start a thread per core, which spin for a tenth
+# of a second of CPU, and a diff does no linear algebra.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.cli.errors import UsageError
