@@ -20,7 +20,6 @@ from oomforensics.pprof.arrays import (
     column_bounds,
     exact_values,
     group_sum,
-    positions,
     segment_ids,
     total,
 )
@@ -103,13 +102,6 @@ class Samples:
     def memo(self) -> dict[str, Any]:
         """Figures derived from these samples, kept by the modules that derive them."""
         return self._memo
-
-    def positions(self) -> Index:
-        """Each frame's depth in its stack (0 for the leaf)."""
-        if "positions" not in self._memo:
-            self._memo["positions"] = positions(self.offsets)
-        result: Index = self._memo["positions"]
-        return result
 
     def frame_samples(self) -> NDArray[np.int32]:
         """The sample of each frame."""

@@ -10,7 +10,7 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
-from oomforensics.pprof.arrays import expand_ranges
+from oomforensics.pprof.arrays import expand_ranges, positions
 from oomforensics.pprof.model import Index, Samples, Stack
 
 
@@ -118,7 +118,7 @@ def _hashes(
     lengths = np.diff(part.offsets)
     hashed = frames.astype(np.uint64)
     hashed += np.uint64(1)
-    hashed *= np.take(multipliers, part.positions())
+    hashed *= np.take(multipliers, positions(part.offsets))  # not kept: 8 bytes a frame
     own: NDArray[np.uint64] = lengths.astype(np.uint64) * multipliers[-1]
     nonempty = np.flatnonzero(lengths)
     if nonempty.size:
