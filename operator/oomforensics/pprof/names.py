@@ -17,10 +17,12 @@ demangler first, are not demangled here: no profile in our corpus has one.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _MAYBE_CPLUSPLUS = re.compile(r"[<>\[\]]|::")
 
 
+@lru_cache(maxsize=1 << 16)  # the profiles of a diff or a series share most of their names
 def pprof_name(name: str, system_name: str) -> str:
     """The name pprof gives a function with this name and system name (default symbolize)."""
     if name and system_name != name:
