@@ -90,7 +90,8 @@ def run_measured(command: Sequence[str], what: str) -> Run:
 # The CPU time of each phase of `diff --json`, in a fresh interpreter (the command's own steps,
 # timed with time.process_time): where the whole process's time goes.
 _PHASES = """
-import json, sys, time
+import json, os, sys, time
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as cli/diff.py starts numpy
 clock = time.process_time
 start = clock()
 from pathlib import Path
