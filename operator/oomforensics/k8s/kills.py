@@ -123,9 +123,9 @@ class KillRecorder:
         if pre is not None:
             with contextlib.suppress(ArchiveError):
                 manifest = await archive.read_manifest(pre)
-            latest = self._ledger.comparable(keys)
-            if latest is not None:
-                full = await self._summariser.compare(archive, keys[0], latest, spec.top_n)
+            series = self._ledger.series(keys)  # the run's series, as its summary judges it
+            if series:
+                full = await self._summariser.judge(archive, series, spec.top_n)
                 summary = oom_summary_json(full.summary) if full.summary else None
         percent = (
             100 * manifest.working_set_bytes / manifest.limit_bytes

@@ -49,12 +49,6 @@ class Summariser:
             await self._tell(summarised.summary)
         return summarised
 
-    async def compare(
-        self, archive: Archive, base: SnapshotKey, new: SnapshotKey, top_n: int
-    ) -> Summarised:
-        """Two snapshots alone (what an OOM kill's record keeps)."""
-        return await self.judge(archive, [base, new], top_n)
-
     async def judge(self, archive: Archive, keys: Sequence[SnapshotKey], top_n: int) -> Summarised:
         """The series' analysis (oldest first), read back and analysed off the loop."""
         cache = tuple(key.path() for key in keys)
@@ -79,7 +73,7 @@ class Summariser:
                 error=f"the profiles cannot be analysed (not Go pprof output?): {exc}"
             )
         self._cache[cache] = summary
-        while len(self._cache) > 2:  # the latest series and the latest kill's pair
+        while len(self._cache) > 2:  # the latest series and the latest kill's
             del self._cache[next(iter(self._cache))]
         return Summarised(summary)
 
