@@ -28,7 +28,8 @@ demo: setup
 	@hack/demo
 
 # The local watch mode's story: one leaking process, no cluster.
-demo-local: setup
+demo-local:
+	@hack/setup.sh local
 	$(BIN)/oomforensics demo
 
 # The real one-node test cluster (docs/test-cluster.md); `up` prints the kubeconfig's path.
