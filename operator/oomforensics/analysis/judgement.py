@@ -29,6 +29,7 @@ from typing import Any
 from oomforensics.analysis.model import Analysis, Finding, FindingKind
 from oomforensics.analysis.series import SeriesEvidence, Track
 from oomforensics.analysis.shape import Shape
+from oomforensics.analysis.wording import duration_words
 
 CONFIDENT_SNAPSHOTS = 4
 
@@ -142,16 +143,16 @@ def _leak(analysis: Analysis, evidence: SeriesEvidence, finding: Finding) -> Ser
             Confidence.LOW,
             Reason.INSUFFICIENT_EVIDENCE,
             "two snapshots cannot tell a leak from warm-up, a cache filling or a pool growing "
-            f"to its size; take at least two more snapshots, {_duration(gap)} apart.",
+            f"to its size; take at least two more snapshots, {duration_words(gap)} apart.",
         )
     if count < CONFIDENT_SNAPSHOTS:
         return made(
             None,
             Confidence.MEDIUM,
             Reason.INSUFFICIENT_EVIDENCE,
-            f"{count} snapshots over {_duration(span)} show growth; "
-            f"{CONFIDENT_SNAPSHOTS - count} more, {_duration(gap)} apart, would show whether it "
-            "holds its rate.",
+            f"{count} snapshots over {duration_words(span)} show growth; "
+            f"{CONFIDENT_SNAPSHOTS - count} more, {duration_words(gap)} apart, would show "
+            "whether it holds its rate.",
         )
     if track is not None and track.shape is Shape.GROWING and not track.report.steady:
         more = max(2, count // 2)
@@ -159,15 +160,16 @@ def _leak(analysis: Analysis, evidence: SeriesEvidence, finding: Finding) -> Ser
             None,
             Confidence.LOW,
             Reason.WARMING_UP,
-            f"the growth is slowing over {_duration(span)} (a warm-up, a cache or a pool still "
-            f"filling looks like this); {more} more snapshots over {_duration(more * gap)} "
+            f"the growth is slowing over {duration_words(span)} (a warm-up, a cache or a pool "
+            f"still filling looks like this); {more} more snapshots over "
+            f"{duration_words(more * gap)} "
             "will tell a leak from a warm-up.",
         )
     return made(
         True,
         Confidence.HIGH,
         Reason.STEADY_GROWTH,
-        f"{count} snapshots over {_duration(span)}, still growing in the later half at a "
+        f"{count} snapshots over {duration_words(span)}, still growing in the later half at a "
         "steady rate, beyond the sampling error.",
     )
 
@@ -206,17 +208,17 @@ def _no_leak(analysis: Analysis, evidence: SeriesEvidence) -> SeriesJudgement:
         )
     elif count < CONFIDENT_SNAPSHOTS:
         confidence = Confidence.MEDIUM
-        message = f"{count} snapshots over {_duration(span)}, nothing still growing."
+        message = f"{count} snapshots over {duration_words(span)}, nothing still growing."
     elif shape is Shape.PLATEAU and _flat_for(track) < _grew_for(track):
         confidence = Confidence.MEDIUM
         message = (
-            f"{track.name} has been flat for only {_duration(_flat_for(track))} after "
-            f"{_duration(_grew_for(track))} of growth; a few more snapshots would confirm it "
+            f"{track.name} has been flat for only {duration_words(_flat_for(track))} after "
+            f"{duration_words(_grew_for(track))} of growth; a few more snapshots would confirm it "
             "stays flat."
         )
     else:
         confidence = Confidence.HIGH
-        message = f"{count} snapshots over {_duration(span)}, nothing still growing."
+        message = f"{count} snapshots over {duration_words(span)}, nothing still growing."
     return SeriesJudgement(
         False,
         confidence,
@@ -236,11 +238,3 @@ def _flat_for(track: Track) -> float:
 
 def _grew_for(track: Track) -> float:
     return track.report.points[track.report.knee].seconds
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from oomforensics.analysis.units import format_bytes, format_signed
+from oomforensics.analysis.wording import duration_words
 
 DASH = "\u2013"  # an en dash: no value
 
@@ -30,14 +31,6 @@ def signed_or_dash(value: int | None) -> str:
 def clock(t: float, date: bool = False) -> str:
     fmt = "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S"
     return datetime.fromtimestamp(t, UTC).strftime(fmt)
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def folder_name(source: str) -> str:
@@ -59,7 +52,7 @@ def _environment() -> Environment:
         bytes=bytes_or_dash,
         signed=signed_or_dash,
         clock=clock,
-        duration=duration,
+        duration=duration_words,
         folder=folder_name,
     )
     return env
