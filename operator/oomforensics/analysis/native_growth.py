@@ -14,6 +14,8 @@ from oomforensics.analysis.thresholds import Thresholds
 from oomforensics.analysis.units import format_bytes
 from oomforensics.analysis.wording import rate_words, shape_words
 
+CLEAR_NATIVE_FACTOR = 10  # native growth this many times its bar is beyond any jitter
+
 
 def non_heap_growth_finding(
     facts: Facts, suspects: Sequence[Suspect], evidence: SeriesEvidence, thresholds: Thresholds
@@ -32,9 +34,12 @@ def non_heap_growth_finding(
     track = evidence.native
     if evidence.count > 2 and (track is None or not track.leaking):
         return None
-    if evidence.count >= 4 and track is not None and not track.report.steady:
+    jitter_sized = delta < CLEAR_NATIVE_FACTOR * bar
+    if evidence.count >= 4 and track is not None and not track.report.steady and jitter_sized:
         # Resident memory has no sampling model, and RSS and MemStats are read moments apart
-        # in a busy process: only a steady climb without a drop is taken as native growth.
+        # in a busy process: growth of the size of that jitter (megabytes) counts only as a
+        # steady climb without a drop. Growth many times the bar is no jitter, even when its
+        # rate changed (a start-up's early RSS made an mmap leak of 142 MB "not steady").
         return None
     go_delta = difference(facts.base.go_sys, facts.new.go_sys)
     hint = next((s.function for s in suspects if is_application(s.function)), None)
