@@ -23,7 +23,7 @@ Pair bars (see `Thresholds`), and why:
   (Sys - HeapReleased) grew by at least 5 % of the RSS and 1 MiB, and makes at least half of
   the RSS growth; over a series it must also still be rising, and from four snapshots on
   steadily, without a significant drop (RSS and MemStats are read moments apart, so in a busy
-  process this figure jitters by megabytes).
+  process this figure jitters by megabytes), unless it is ten times its bar or more.
 - HTTP connections (their states read by connections.py, judged by connection_findings.py):
   client connections waiting for their body to be closed, idle client connections of
   abandoned Transports, idle server connections, each growing (2 or more), are three
