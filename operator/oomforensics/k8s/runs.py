@@ -103,17 +103,6 @@ class RunLedger:
         """Each run's baseline and latest: retention never deletes them."""
         return {k for r in self._runs.values() if r.keys for k in (r.keys[0], r.keys[-1])}
 
-    def comparable(self, keys: Sequence[SnapshotKey]) -> SnapshotKey | None:
-        """The latest snapshot after the baseline holding every file the baseline holds."""
-        if len(keys) < 2:
-            return None
-        base = self._files.get(keys[0])
-        for key in reversed(keys[1:]):
-            files = self._files.get(key)
-            if base is None or files is None or base <= files:
-                return key
-        return keys[-1]
-
     def series(self, keys: Sequence[SnapshotKey], limit: int = SERIES_LIMIT) -> list[SnapshotKey]:
         """The baseline and the latest snapshots (up to `limit` in all) holding every file
         the baseline holds, oldest first: what a run's judgement reads."""
@@ -135,13 +124,4 @@ class RunLedger:
             series = self.series(record.keys, limit)
             if series and (not best or series[-1].sort_key() > best[-1].sort_key()):
                 best = series
-        return best
-
-    def newest_pair(self) -> tuple[SnapshotKey, SnapshotKey] | None:
-        """Baseline -> latest comparable of the run with the newest such snapshot."""
-        best: tuple[SnapshotKey, SnapshotKey] | None = None
-        for record in self._runs.values():
-            latest = self.comparable(record.keys)
-            if latest is not None and (best is None or latest.sort_key() > best[1].sort_key()):
-                best = (record.keys[0], latest)
         return best
