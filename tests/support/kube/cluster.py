@@ -1,12 +1,15 @@
 """A session's cluster: `hack/cluster up` in a directory of the tests' own (not the one
 `make demo` uses), the admin's credentials, and small helpers (namespaces, kubectl, images).
 
-The cluster is started once per session when it is not running yet and stopped at the end
-if this session started it (`OOMF_KEEP_TEST_CLUSTER=1` leaves it running for the next run).
+The cluster is started once when it is not running yet and shared by every test session of
+the machine that runs meanwhile: each session holds a shared lock on `sessions.lock` in the
+cluster's directory, and the last one to leave stops the cluster if a test session started it
+(not if `make cluster-up` or a person did; `OOMF_KEEP_TEST_CLUSTER=1` leaves it running).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import ssl
@@ -161,19 +164,44 @@ def cluster_down(directory: Path = TEST_CLUSTER_DIR) -> None:
     run_script("down", directory=directory, timeout=120)
 
 
+STARTED_BY_TESTS = "started-by-tests"  # marker: a test session brought the cluster up
+
+
 @pytest.fixture(scope="session", name="kube")
 def kube_fixture() -> Iterator[KubeCluster]:
-    """The session's cluster, running (started here if it was not)."""
+    """The machine's test cluster, running (started here if it was not), shared between the
+    test sessions that run at the same time."""
     missing = kube_binaries_missing()
     if missing:
         pytest.fail(f"the test cluster's binaries are missing ({', '.join(missing)}): {KUBE_HINT}")
-    started_here = not (TEST_CLUSTER_DIR / "ports.env").is_file() or not cluster_running(
-        TEST_CLUSTER_DIR
-    )
+    TEST_CLUSTER_DIR.mkdir(parents=True, exist_ok=True)
+    with (TEST_CLUSTER_DIR / "sessions.lock").open("a") as lock:
+        # Exclusive while bringing it up, so two sessions never start it at once; then shared
+        # for the session's life, so no other session takes it down underneath this one.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (TEST_CLUSTER_DIR / "ports.env").is_file() or not cluster_running(
+                TEST_CLUSTER_DIR
+            ):
+                (TEST_CLUSTER_DIR / STARTED_BY_TESTS).touch()
+            cluster = cluster_up(TEST_CLUSTER_DIR)
+        except RuntimeError as exc:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            pytest.fail(str(exc))
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield cluster
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        _leave(lock)
+
+
+def _leave(lock: Any) -> None:
+    """Stop the cluster if this is the last session using it and a test session started it."""
     try:
-        cluster = cluster_up(TEST_CLUSTER_DIR)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield cluster
-    if started_here and os.environ.get("OOMF_KEEP_TEST_CLUSTER") != "1":
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another session still uses it: the last to leave decides
+    marker = TEST_CLUSTER_DIR / STARTED_BY_TESTS
+    if marker.exists() and os.environ.get("OOMF_KEEP_TEST_CLUSTER") != "1":
         cluster_down(TEST_CLUSTER_DIR)
+        marker.unlink(missing_ok=True)
+    fcntl.flock(lock, fcntl.LOCK_UN)
