@@ -11,6 +11,8 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,6 +124,36 @@ def kube_namespace(kube: KubeCluster, prefix: str) -> Iterator[str]:
                 "-p", '{"metadata":{"finalizers":null}}', check=False,
             )  # fmt: skip
         kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@dataclass(frozen=True)
+class KubeOperator:
+    """What a real-cluster e2e test needs to run the operator: a namespace of its own, the
+    operator's kubeconfig (the chart's ServiceAccount and RBAC), its user name for the audit
+    log, the S3 archive the environment points it at, and when the test began."""
+
+    kube: KubeCluster
+    namespace: str
+    kubeconfig: Path
+    user: str
+    archive_url: str
+    started: datetime
+
+    @property
+    def mi(self) -> str:
+        """The collection of MemoryInvestigations in the test's namespace."""
+        return f"/apis/oomforensics.io/v1alpha1/namespaces/{self.namespace}/memoryinvestigations"
+
+    @property
+    def pods(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods"
+
+    def forbidden(self) -> list[tuple[str, str]]:
+        """The operator's requests the real authorizer refused since the test began."""
+        requests = self.kube.audit_events(self.user, since=self.started)
+        return [
+            (e["verb"], e["requestURI"]) for e in requests if e["responseStatus"]["code"] == 403
+        ]
 
 
 async def kube_events_about(
