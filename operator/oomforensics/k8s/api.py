@@ -22,6 +22,7 @@ import kopf
 
 from oomforensics import __version__
 from oomforensics.errors import OomForensicsError
+from oomforensics.k8s.metrics import record_api_error
 
 GROUP = "oomforensics.io"
 VERSION = "v1alpha1"
@@ -164,8 +165,10 @@ class KubeApi:
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            record_api_error(method, 0)
             raise ApiFailure.of(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
         if response.status_code >= 400:
+            record_api_error(method, response.status_code)
             try:
                 message = str(response.json().get("message") or response.text[:300])
             except ValueError:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.recorder import Reading, record_snapshot
 from oomforensics.archive.store import Archive, ArchiveError
+from oomforensics.capture.client import CaptureResult
 from oomforensics.k8s.events import EventReason, Events, EventType
+from oomforensics.k8s.metrics import CaptureOutcome, record_capture
 from oomforensics.k8s.runs import RunLedger
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.spec import InvestigationSpec
@@ -93,12 +95,18 @@ class Capturer:
         reason: str,
         working_set: int,
     ) -> SnapshotKey | None:
-        """Capture `target` now and record it; None when that failed (the error is kept)."""
+        """Capture `target` now and record it; None when that failed (the error is kept).
+
+        The trigger has just decided (the sampler calls this at once): the time from here to
+        the snapshot being durable is the trigger-to-durable latency of the metrics."""
+        decided = time.monotonic()
         run = target.run
         captured = await self._services.capture(
             spec, pprof_base(target, spec.endpoint, self._namespace)
         )
+        counted = (self._namespace, self._ledger.investigation, reason)
         if not captured.ok:
+            record_capture(*counted, CaptureOutcome.CAPTURE_FAILED, capture_seconds=_took(captured))
             message = "; ".join(f"{n}: {e}" for n, e in captured.errors.items())
             self.errors[run] = f"{target.pod}/{target.container}: capture failed: {message}"
             backoff = self._backoff.setdefault(run, Backoff())
@@ -123,10 +131,22 @@ class Capturer:
                 image=target.image,
             )
         except (ArchiveError, OSError) as exc:
+            record_capture(*counted, CaptureOutcome.STORAGE_FAILED, capture_seconds=_took(captured))
             await self._storage.write_failed(archive, exc)
             return None
+        record_capture(
+            *counted,
+            CaptureOutcome.SPOOLED if recorded.spooled else CaptureOutcome.STORED,
+            capture_seconds=_took(captured),
+            durable_seconds=time.monotonic() - decided,
+            size=sum(len(data) for data in captured.files.values()),
+        )
         await self._storage.note_spool(archive)
         self._storage.used = True
         self._ledger.add(recorded.key, captured.files)
         self.last = LastCapture(recorded.key, reason)
         return recorded.key
+
+
+def _took(captured: CaptureResult) -> float:
+    return (captured.finished_at - captured.started_at).total_seconds()

@@ -1,6 +1,7 @@
 """Every kopf decorator of the operator, in one place; the bodies delegate to the services.
 
-- startup: settings from the environment, the API client, shared archives and spools (memo);
+- startup: settings from the environment, the API client, shared archives and spools (memo),
+  and the Prometheus page /metrics (metrics.py);
 - an index of pods by namespace, so investigations find their targets without API calls;
 - one daemon per MemoryInvestigation, running its `InvestigationRunner` until the CR is
   deleted (the archive stays) or the operator stops; it re-reads the spec on every pass;
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import kopf
 
+from oomforensics.k8s import metrics
 from oomforensics.k8s.api import GROUP, JSON, PLURAL, VERSION, KubeApi, client_for
 from oomforensics.k8s.investigation import InvestigationRunner
 from oomforensics.k8s.services import OperatorServices
@@ -55,6 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except InvalidSettings as exc:
         raise kopf.PermanentError(str(exc)) from None
     await configure(settings, memo, config)
+    memo.metrics = await serve_metrics(memo.services, config)
 
 
 async def configure(
@@ -72,8 +75,29 @@ async def configure(
     memo.runners = {}
 
 
+async def serve_metrics(
+    services: OperatorServices, config: OperatorSettings
+) -> metrics.MetricsServer | None:
+    """/metrics on OOMF_METRICS_PORT (none for 0). A port that cannot be bound is logged, not
+    fatal: the operator's work is the evidence, and a scrape target that is down alerts too."""
+    metrics.watch_spools(lambda: {a.url: services.spool(a) for a in services.archives.values()})
+    if not config.metrics_port:
+        return None
+    try:
+        server = await metrics.serve(config.metrics_address, config.metrics_port)
+    except OSError as exc:
+        log.error("no /metrics: cannot listen on port %d: %s", config.metrics_port, exc)
+        return None
+    log.info("serving /metrics on port %d", server.port)
+    return server
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    server: metrics.MetricsServer | None = memo.get("metrics")
+    if server is not None:
+        await server.aclose()
+    metrics.watch_spools(dict)
     services: OperatorServices | None = memo.get("services")
     if services is not None:
         await services.aclose()
@@ -124,6 +148,7 @@ async def investigate(
     finally:
         if memo.runners.get((namespace, name)) is runner:
             del memo.runners[(namespace, name)]
+            metrics.forget_investigation(namespace, name)
 
 
 # --- plain functions the decorators call (and tests may call without kopf) ----------------

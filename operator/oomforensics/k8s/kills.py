@@ -19,6 +19,7 @@ from typing import Any
 
 from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive, ArchiveError
+from oomforensics.k8s import metrics
 from oomforensics.k8s.api import ObjectRef
 from oomforensics.k8s.conditions import oom_kill_from_json
 from oomforensics.k8s.events import EventReason, Events, EventType
@@ -144,6 +145,9 @@ class KillRecorder:
             pre_oom_snapshot=pre.path() if pre else None,
             percent_of_limit=percent,
             summary=summary,
+        )
+        metrics.record_oom_kill(
+            self._namespace, self._ledger.investigation, evidence=pre is not None
         )
         evidence = (
             f"; last snapshot before the kill: {pre.path()}"

@@ -14,6 +14,8 @@ OOMF_STANDALONE         "true" (default): no peering; "false": peering (one acti
 OOMF_WATCH_TIMEOUT      server-side watch timeout in seconds (default 300)
 OOMF_MAX_CAPTURES       captures in flight at once, all investigations together (default 4):
                         each holds up to three profiles in memory
+OOMF_METRICS_PORT       port of the Prometheus page /metrics (default 8000; 0: none)
+OOMF_METRICS_ADDRESS    address it listens on (default: every interface)
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class OperatorSettings:
     standalone: bool = True
     watch_timeout: int = 300
     max_captures: int = 4
+    metrics_port: int = 8000
+    metrics_address: str = ""  # every interface
 
     @property
     def clusterwide(self) -> bool:
@@ -83,6 +87,8 @@ class OperatorSettings:
             standalone=_flag(env, "OOMF_STANDALONE", defaults.standalone),
             watch_timeout=int(_number(env, "OOMF_WATCH_TIMEOUT", defaults.watch_timeout)),
             max_captures=_count(env, "OOMF_MAX_CAPTURES", defaults.max_captures),
+            metrics_port=_port(env, "OOMF_METRICS_PORT", defaults.metrics_port),
+            metrics_address=get("OOMF_METRICS_ADDRESS") or defaults.metrics_address,
         )
 
 
@@ -114,6 +120,15 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value != int(value):
         raise InvalidSettings(f"{name}: expected a whole number, got {env[name].strip()!r}")
     return int(value)
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise InvalidSettings(f"{name}: expected a port number from 0 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from oomforensics.k8s.api import ApiFailure
 from oomforensics.k8s.capturer import LastCapture
 from oomforensics.k8s.conditions import Observation, decide_conditions, replacing_patch
+from oomforensics.k8s.metrics import note_conditions
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.status import TargetStatus, build_status
 
@@ -60,10 +61,12 @@ class StatusWriter:
 
     async def write(self, seen: Seen, previous: Mapping[str, Any]) -> None:
         last = seen.last_capture
+        conditions = decide_conditions(seen.observation)
+        note_conditions(self._namespace, self._name, conditions)
         status = build_status(
             generation=seen.generation,
             previous=previous,
-            conditions=decide_conditions(seen.observation),
+            conditions=conditions,
             targets=seen.targets,
             snapshot_count=seen.observation.snapshots,
             last_snapshot=last.key.path() if last else previous.get("snapshots", {}).get("last"),
