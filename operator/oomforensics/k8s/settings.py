@@ -16,10 +16,15 @@ OOMF_MAX_CAPTURES       captures in flight at once, all investigations together 
                         each holds up to three profiles in memory
 OOMF_METRICS_PORT       port of the Prometheus page /metrics (default 8000; 0: none)
 OOMF_METRICS_ADDRESS    address it listens on (default: every interface)
+OOMF_NOTIFY             default notification sinks, for investigations without spec.notify:
+                        JSON in spec.notify's shape, {"sinks": [{"type": "slack", "secretRef":
+                        {"name": ..., "key": ...}}]}, the Secrets in OOMF_OPERATOR_NAMESPACE
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oomforensics.errors import OomForensicsError
+from oomforensics.k8s.spec import InvalidSpec, NotifySpec, parse_notify
 from oomforensics.quantity import InvalidQuantity, parse_memory
 
 
@@ -50,6 +56,7 @@ class OperatorSettings:
     max_captures: int = 4
     metrics_port: int = 8000
     metrics_address: str = ""  # every interface
+    notify: NotifySpec | None = None  # the default sinks (Secrets in operator_namespace)
 
     @property
     def clusterwide(self) -> bool:
@@ -72,11 +79,12 @@ class OperatorSettings:
             if not sep or not key.strip():
                 raise InvalidSettings(f"OOMF_STORAGE_OPTIONS: expected key=value, got {item!r}")
             options.append((key.strip(), value.strip()))
+        operator_namespace = get("OOMF_OPERATOR_NAMESPACE") or defaults.operator_namespace
         return cls(
             storage_url=get("OOMF_STORAGE_URL"),
             storage_options=tuple(options),
             storage_secret=get("OOMF_STORAGE_SECRET"),
-            operator_namespace=get("OOMF_OPERATOR_NAMESPACE") or defaults.operator_namespace,
+            operator_namespace=operator_namespace,
             spool_dir=Path(get("OOMF_SPOOL_DIR") or defaults.spool_dir),
             spool_max_bytes=_bytes(env, "OOMF_SPOOL_MAX_BYTES", defaults.spool_max_bytes),
             max_profile_bytes=_bytes(env, "OOMF_MAX_PROFILE_BYTES", defaults.max_profile_bytes),
@@ -89,7 +97,21 @@ class OperatorSettings:
             max_captures=_count(env, "OOMF_MAX_CAPTURES", defaults.max_captures),
             metrics_port=_port(env, "OOMF_METRICS_PORT", defaults.metrics_port),
             metrics_address=get("OOMF_METRICS_ADDRESS") or defaults.metrics_address,
+            notify=_notify(get("OOMF_NOTIFY"), operator_namespace),
         )
+
+
+def _notify(raw: str | None, namespace: str) -> NotifySpec | None:
+    """OOMF_NOTIFY, checked as spec.notify is; its Secrets are the operator's own."""
+    if raw is None:
+        return None
+    try:
+        parsed = parse_notify(json.loads(raw), "OOMF_NOTIFY")
+    except json.JSONDecodeError as exc:
+        raise InvalidSettings(f"OOMF_NOTIFY: not JSON: {exc}") from None
+    except InvalidSpec as exc:
+        raise InvalidSettings(str(exc)) from None
+    return dataclasses.replace(parsed, secret_namespace=namespace) if parsed else None
 
 
 def _bytes(env: Mapping[str, str], name: str, default: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from oomforensics.durations import EXAMPLES, InvalidDuration
 from oomforensics.durations import parse_duration as _seconds
 from oomforensics.errors import OomForensicsError
+from oomforensics.notify.messages import NotificationKind, SinkType
 from oomforensics.quantity import InvalidQuantity, parse_memory
 from oomforensics.triggers.model import TriggerSettings
 
@@ -51,6 +52,12 @@ SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 # spec.snapshots.profiles, as the CRD's enum names them (capture/ maps each to its file).
 PROFILES = ("heap", "heapText", "goroutine", "allocs")
 ACCESS_MODES = ("direct", "apiserver-proxy")
+# spec.notify: the sinks' types and the events they can ask for.
+SINK_TYPES = tuple(t.value for t in SinkType)
+NOTIFY_EVENTS = tuple(k.value for k in NotificationKind)
+MAX_SINKS = 10
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 class InvalidSpec(OomForensicsError, ValueError):
@@ -115,6 +122,31 @@ class StorageSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SinkSpec:
+    """One place notifications go; its URL is the value of `secret_key` in that Secret."""
+
+    type: SinkType
+    secret_name: str
+    secret_key: str
+    events: tuple[NotificationKind, ...] = tuple(NotificationKind)
+
+    @property
+    def id(self) -> str:
+        """The sink's identity in the ledger (status.notifications): where its URL is kept."""
+        return f"{self.type.value}:{self.secret_name}/{self.secret_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySpec:
+    """spec.notify, or the operator's default (OOMF_NOTIFY). The Secrets are read in
+    `secret_namespace`: None for the investigation's own namespace (a spec never names
+    another), the operator's namespace for the operator's default."""
+
+    sinks: tuple[SinkSpec, ...] = ()
+    secret_namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InvestigationSpec:
     selector: LabelSelector
     container: str | None = None
@@ -132,6 +164,7 @@ class InvestigationSpec:
     max_bytes_per_run: int = parse_memory(default("retention", "maxBytesPerRun"))
     top_n: int = default("summary", "topN")
     suspend: bool = default("suspend")
+    notify: NotifySpec | None = None  # None: the operator's default
 
     def trigger_settings(self) -> TriggerSettings:
         return TriggerSettings(
@@ -218,6 +251,81 @@ def parse_spec(spec: Mapping[str, Any]) -> InvestigationSpec:
         ),
         top_n=_int(summary.get("topN", default("summary", "topN")), "spec.summary.topN", 1, 20),
         suspend=_bool(spec.get("suspend", default("suspend")), "spec.suspend"),
+        notify=parse_notify(spec.get("notify")),
+    )
+
+
+def parse_notify(raw: object, where: str = "spec.notify") -> NotifySpec | None:
+    """spec.notify (None when absent: the operator's default applies; `sinks: []` turns
+    notifications off). `where` names the field in messages (OOMF_NOTIFY for the default)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec(where, "expected an object with sinks")
+    unknown = sorted(set(raw) - {"sinks"})
+    if unknown:
+        raise InvalidSpec(f"{where}.{unknown[0]}", "unknown field; spec.notify has sinks")
+    sinks = raw.get("sinks") or []
+    if not isinstance(sinks, list):
+        raise InvalidSpec(f"{where}.sinks", "expected a list of sinks")
+    if len(sinks) > MAX_SINKS:
+        raise InvalidSpec(f"{where}.sinks", f"at most {MAX_SINKS} sinks")
+    parsed = tuple(_sink(item, f"{where}.sinks[{i}]") for i, item in enumerate(sinks))
+    seen: set[str] = set()
+    for i, sink in enumerate(parsed):
+        if sink.id in seen:
+            raise InvalidSpec(
+                f"{where}.sinks[{i}]", f"the same sink twice ({sink.type.value}, same secretRef)"
+            )
+        seen.add(sink.id)
+    return NotifySpec(parsed)
+
+
+def _sink(raw: object, where: str) -> SinkSpec:
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec(where, "expected an object with type and secretRef")
+    if "url" in raw:
+        raise InvalidSpec(
+            f"{where}.url",
+            "a sink's URL is a credential: put it in a Secret and name it in secretRef",
+        )
+    unknown = sorted(set(raw) - {"type", "secretRef", "events"})
+    if unknown:
+        raise InvalidSpec(
+            f"{where}.{unknown[0]}", "unknown field; a sink has type, secretRef, events"
+        )
+    kind = raw.get("type")
+    if kind not in SINK_TYPES:
+        raise InvalidSpec(
+            f"{where}.type", f"unknown sink type {kind!r}; choose from {', '.join(SINK_TYPES)}"
+        )
+    secret = raw.get("secretRef")
+    if secret is None:
+        raise InvalidSpec(
+            f"{where}.secretRef", "required: {name, key} of the Secret holding the sink's URL"
+        )
+    if not isinstance(secret, Mapping):
+        raise InvalidSpec(f"{where}.secretRef", "expected an object with name and key")
+    name = secret.get("name")
+    if not isinstance(name, str) or len(name) > 253 or not _SECRET_NAME.match(name):
+        raise InvalidSpec(f"{where}.secretRef.name", f"required, a Secret's name; got {name!r}")
+    key = secret.get("key")
+    if not isinstance(key, str) or len(key) > 253 or not _SECRET_KEY.match(key):
+        raise InvalidSpec(f"{where}.secretRef.key", f"required, a key of the Secret; got {key!r}")
+    events = _strings(raw.get("events", list(NOTIFY_EVENTS)), f"{where}.events")
+    wrong = [e for e in events if e not in NOTIFY_EVENTS]
+    if wrong or not events:
+        raise InvalidSpec(
+            f"{where}.events",
+            f"unknown {wrong}; choose from {', '.join(NOTIFY_EVENTS)}"
+            if wrong
+            else f"empty; choose from {', '.join(NOTIFY_EVENTS)} (or remove the sink)",
+        )
+    return SinkSpec(
+        SinkType(kind),
+        name,
+        key,
+        tuple(NotificationKind(e) for e in dict.fromkeys(events)),
     )
 
 
