@@ -4,7 +4,7 @@
 #   metrics-server                                                    (sigs.k8s.io/metrics-server)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 #   pause                         (the pod sandbox's process, a Go program of ours, built static)
-#   containerd, containerd-shim-runc-v2, ctr, the CNI loopback plugin (Debian sid's packages)
+#   containerd, containerd-shim-runc-v2, ctr, the CNI plugins loopback, ptp and host-local (Debian sid's packages)
 #   runc                          (Debian's runc of the system's release: sid's wants a newer glibc)
 # into ${OOMF_CACHE:-~/.cache/oomforensics}/kube/bin.
 #
@@ -38,7 +38,7 @@ RUNC_DEB="${OOMF_RUNC_VERSION:-1.1.5+ds1-1+deb12u1}"
 SUITE="${OOMF_K8S_SUITE:-sid}"
 MIRROR="${OOMF_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
-NODE_BINARIES=(containerd containerd-shim-runc-v2 ctr runc loopback)
+NODE_BINARIES=(containerd containerd-shim-runc-v2 ctr runc loopback ptp host-local)
 
 for arg in "$@"; do
     case "$arg" in
@@ -299,7 +299,8 @@ if ! current "${NODE_BINARIES[@]}"; then
         dpkg-deb -x "$deb" "$KUBE/node-root" || die "cannot unpack $deb"
     done
     mkdir -p "$KUBE/out.tmp"
-    for path in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin/runc usr/lib/cni/loopback; do
+    for path in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin/runc usr/lib/cni/loopback \
+        usr/lib/cni/ptp usr/lib/cni/host-local; do
         [[ -x "$KUBE/node-root/$path" ]] || die "the packages no longer ship /$path"
         cp -f "$KUBE/node-root/$path" "$KUBE/out.tmp/"
     done

@@ -5,21 +5,24 @@ list of what the operator and kopf use; pods/proxy only with rbac.proxyAccess, S
 name. Dynamically: the operator runs against the test cluster, namespaced and then cluster-wide,
 with an investigation that captures through pods/proxy with its own Secret and one that uses
 the default storage Secret, and every API request it made in either run is allowed by the
-rules the chart renders for that scope, as the RBAC authorizer would decide (resourceNames
-included)."""
+rules the chart renders for that scope, as the real RBAC authorizer of the test cluster
+decides it (the operator runs as the chart's ServiceAccount with the chart's rendered RBAC,
+and the API server's audit log says what it asked and what it was refused), and every rule the
+chart renders is used by the run: nothing is granted that the operator does not need."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import kopf
 import pytest
+import yaml
 
 from oomforensics.archive.store import Archive
 from tests.deploy.chart import (
@@ -32,11 +35,11 @@ from tests.deploy.chart import (
     of_kind,
     triples,
 )
-from tests.deploy.cluster import discard
-from tests.e2e.operator_harness import apply_crd, poll, require_cluster
-from tests.support.cluster import ApiCall, ClusterFront, Kubelet
-from tests.support.cluster.pods import leaky_pod
-from tests.support.leaky import FIXTURE_BIN
+from tests.e2e.operator_harness import apply_crd, kube_namespace, poll
+from tests.support.kube import KubeCluster
+from tests.support.kube.images import fixture_image
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
 ACCOUNT = "oomf-oomforensics"
@@ -127,7 +130,11 @@ def test_secrets_by_name_and_namespace() -> None:
     assert not rules_of({"rbac": {"create": False}})
 
 
-# -- the operator at work, its requests against the rendered rules ---------------------------
+# -- the operator at work on the real cluster, as the chart's ServiceAccount -----------------
+
+# A release name of this test's own: its ClusterRoles and ServiceAccount are not the ones the
+# e2e tests apply, so neither run changes the other's permissions.
+PROOF = "oomf-rbac-proof"
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +144,7 @@ def s3() -> Iterator[MotoServer]:
 
 
 @contextlib.asynccontextmanager
-async def operator(clusterwide: bool) -> AsyncIterator[asyncio.Task[None]]:
+async def operator(namespaces: list[str]) -> AsyncIterator[asyncio.Task[None]]:
     from oomforensics.k8s import handlers  # noqa: F401  (registers the handlers)
 
     stop = asyncio.Event()
@@ -145,8 +152,8 @@ async def operator(clusterwide: bool) -> AsyncIterator[asyncio.Task[None]]:
         kopf.operator(
             registry=kopf.get_default_registry(),
             standalone=True,
-            clusterwide=clusterwide,
-            namespaces=[] if clusterwide else [SHOP],
+            clusterwide=not namespaces,
+            namespaces=namespaces,
             stop_flag=stop,
         )
     )
@@ -158,11 +165,11 @@ async def operator(clusterwide: bool) -> AsyncIterator[asyncio.Task[None]]:
             await asyncio.wait_for(task, 60)
 
 
-def investigation(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def investigation(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "oomforensics.io/v1alpha1",
         "kind": "MemoryInvestigation",
-        "metadata": {"name": name, "namespace": SHOP},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "selector": {"matchLabels": {"app": "shop"}},
             "sampling": {"interval": "1s"},
@@ -180,125 +187,157 @@ def secret(namespace: str, name: str, s3: MotoServer) -> dict[str, Any]:
     }
 
 
-SCENARIO = {
+def permission(event: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(apiGroup, resource[/subresource], verb) of an audited resource request."""
+    ref = event.get("objectRef")
+    if not ref or not ref.get("resource"):
+        return None  # discovery, /version: non-resource requests every user may make
+    resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+    return (ref.get("apiGroup", ""), resource, event["verb"])
+
+
+NEEDED_BY_A_CAPTURE = {
     ("", "pods/proxy", "get"),
     ("", "secrets", "get"),
     ("metrics.k8s.io", "pods", "list"),
     ("oomforensics.io", "memoryinvestigations/status", "patch"),
-    ("oomforensics.io", "memoryinvestigations", "patch"),
     ("", "events", "create"),
 }
 
 
-async def used_since(front: ClusterFront, start: int) -> bool:
-    return {c.permission for c in front.calls[start:] if c.resource_request} >= SCENARIO
-
-
-def denied(calls: list[ApiCall], found: list[Grant]) -> list[str]:
-    return sorted(
-        {
-            f"{c.verb} {c.api_group or 'core'}/{c.permission[1]} in {c.namespace} ({c.name})"
-            for c in calls
-            if c.resource_request
-            and not allowed(
-                found, Request(c.api_group, c.permission[1], c.verb, c.namespace, c.name)
-            )
-        }
-    )
-
-
 @pytest.mark.gotool
-@pytest.mark.timeout(400)
-async def test_every_request_of_the_operator_is_allowed_by_the_chart(
-    front: ClusterFront,
-    kubelet: Kubelet,
+@pytest.mark.timeout(600)
+async def test_every_rule_of_the_chart_is_used_and_every_request_allowed(
+    kube: KubeCluster,
     s3: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    require_cluster(front)
-    if not FIXTURE_BIN.is_file():
-        pytest.skip(f"{FIXTURE_BIN} is not built (hack/build-go-fixtures.sh)")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)  # credentials come from the Secrets only
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("KUBECONFIG", str(front.kubeconfig))
     monkeypatch.setenv("OOMF_OPERATOR_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("OOMF_STORAGE_URL", s3.archive_url("rbac-default"))
     monkeypatch.setenv("OOMF_STORAGE_OPTIONS", ",".join(f"{k}={v}" for k, v in s3.options.items()))
-    monkeypatch.setenv("OOMF_STORAGE_SECRET", "oomforensics-s3")
+    default_secret = f"rbac-s3-{secrets.token_hex(3)}"
+    monkeypatch.setenv("OOMF_STORAGE_SECRET", default_secret)
     monkeypatch.setenv("OOMF_SPOOL_DIR", str(tmp_path / "spool"))
-    values = {
-        "storage": {
-            "url": s3.archive_url("rbac-default"),
-            "options": s3.options,
-            "secretName": "oomforensics-s3",
-        },
-        "investigationSecrets": [{"namespace": SHOP, "names": ["shop-s3"]}],
-        "rbac": {"proxyAccess": True},
-    }
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-        await apply_crd(http)
-        for name in (NAMESPACE, SHOP):
-            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            created = await http.post("/api/v1/namespaces", json=namespace)
-            assert created.status_code in (201, 409), created.text
-        for where, name in ((NAMESPACE, "oomforensics-s3"), (SHOP, "shop-s3")):
-            created = await http.post(
-                f"/api/v1/namespaces/{where}/secrets", json=secret(where, name, s3)
-            )
+    image = fixture_image(kube, "leaky")
+    with kube_namespace(kube, "rbac-shop") as shop:
+        values = {
+            "fullnameOverride": PROOF,
+            "storage": {
+                "url": s3.archive_url("rbac-default"),
+                "options": s3.options,
+                "secretName": default_secret,
+            },
+            "investigationSecrets": [{"namespace": shop, "names": ["shop-s3"]}],
+            "rbac": {"proxyAccess": True},
+        }
+        kube.ensure_namespace(NAMESPACE)
+        for where, name in ((NAMESPACE, default_secret), (shop, "shop-s3")):
+            kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(secret(where, name, s3)))
+        async with kube.async_http() as http:
+            await apply_crd(http)
+            # Its own network namespace: pods/proxy needs a pod off loopback.
+            pod = leaky_pod(
+                "shop", shop, image, "steady", labels={"app": "shop"}, memory_limit="256Mi",
+                rate=1, host_network=False,
+            )  # fmt: skip
+            created = await http.post(f"/api/v1/namespaces/{shop}/pods", json=pod)
             assert created.status_code == 201, created.text
-        shop = leaky_pod(
-            "shop", "steady", namespace=SHOP, labels={"app": "shop"}, memory_limit="256Mi"
-        )
-        assert (await http.post(PODS, json=shop)).status_code == 201
+        try:
+            for scope in ({"watchNamespaces": [shop]}, {}):
+                await _one_scope(kube, s3, shop, {**values, **scope}, tmp_path, monkeypatch)
+        finally:
+            for kind in ("clusterrole", "clusterrolebinding"):
+                kube.kubectl("delete", kind, PROOF, f"{PROOF}-discovery", check=False)
+            kube.kubectl("delete", "secret", "-n", NAMESPACE, default_secret, check=False)
+
+
+async def _one_scope(
+    kube: KubeCluster,
+    s3: MotoServer,
+    shop: str,
+    values: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One run of the operator with the chart's RBAC for this scope, then the audit log."""
+    namespaced = bool(values.get("watchNamespaces"))
+    tag = "ns" if namespaced else "cw"
+    kubeconfig, user = operator_kubeconfig(
+        kube,
+        tmp_path / f"operator-{tag}.kubeconfig",
+        watch_namespaces=values.get("watchNamespaces") or (),
+        values=values,
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    own = s3.archive_url(f"rbac-own-{tag}-{shop}")
+    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{shop}/memoryinvestigations"
+    bodies = [
+        investigation(
+            f"{tag}-proxy",
+            shop,
+            {
+                "endpoint": {"portName": "http", "access": "apiserver-proxy"},
+                "storage": {"url": own, "secretRef": {"name": "shop-s3"}, "options": s3.options},
+            },
+        ),
+        investigation(f"{tag}-direct", shop, {"endpoint": {"portName": "http"}}),
+    ]
+    async with kube.async_http() as http:
+        for body in bodies:
+            created = await http.post(mi, json=body)
+            assert created.status_code == 201, created.text
 
     async def snapshots(name: str, url: str) -> bool:
         archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
-        return bool(await archive.list_snapshots(SHOP, name))
+        return bool(await archive.list_snapshots(shop, name))
 
-    investigations = []
-    for clusterwide, scope in ((False, {"watchNamespaces": [SHOP]}), (True, {})):
-        tag = "cw" if clusterwide else "ns"
-        own = s3.archive_url(f"rbac-own-{tag}")
-        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-            for body in (
-                investigation(
-                    f"{tag}-proxy",
-                    {
-                        "endpoint": {"portName": "http", "access": "apiserver-proxy"},
-                        "storage": {
-                            "url": own,
-                            "secretRef": {"name": "shop-s3"},
-                            "options": s3.options,
-                        },
-                    },
-                ),
-                investigation(f"{tag}-direct", {"endpoint": {"portName": "http"}}),
-            ):
-                assert (await http.post(MI, json=body)).status_code == 201
-                investigations.append(f"{MI}/{body['metadata']['name']}")
-        start = len(front.calls)
-        async with operator(clusterwide) as task:
-            # Wait on the archive (not the API), so that every request in the window is the
-            # operator's own.
-            proxied = functools.partial(snapshots, f"{tag}-proxy", own)
-            await poll(proxied, 120, "a capture through pods/proxy", task)
-            direct = functools.partial(snapshots, f"{tag}-direct", s3.archive_url("rbac-default"))
-            await poll(direct, 120, "a capture to the default storage", task)
-            # The Event and the status patch that follow a capture (the front's record, read
-            # in memory: no request).
-            await poll(functools.partial(used_since, front, start), 30, "the Events", task)
-        calls = [c for c in front.calls[start:] if c.resource_request]
-        used = {c.permission for c in calls}
-        print(f"cluster-wide={clusterwide}: used {sorted(used)}")  # shown with -s or on failure
-        # The run did what the scenario is for: proxy, both Secrets, PodMetrics, status, events.
-        assert used >= SCENARIO, SCENARIO - used
-        assert {c.name for c in calls if c.resource == "secrets"} == {"oomforensics-s3", "shop-s3"}
-        found = rules_of({**values, **scope})
-        assert denied(calls, found) == [], f"cluster-wide={clusterwide}"
-        # ... and the rules grant nothing the run did not use.
-        assert used == set(triples(found)), set(triples(found)) ^ used
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-        for url in investigations:
-            await discard(http, url)
+    started = datetime.now(UTC)
+    async with operator([shop] if namespaced else []) as task:
+        await poll(lambda: snapshots(f"{tag}-proxy", own), 180, "a capture via pods/proxy", task)
+        default = s3.archive_url("rbac-default")
+        await poll(lambda: snapshots(f"{tag}-direct", default), 180, "a default capture", task)
+
+        async def captured_and_told() -> bool:
+            used = {permission(e) for e in kube.audit_events(user, since=started)}
+            return used >= NEEDED_BY_A_CAPTURE
+
+        await poll(captured_and_told, 60, "the status patches and Events of a capture", task)
+    async with kube.async_http() as http:
+        for body in bodies:
+            name = body["metadata"]["name"]
+            await http.patch(
+                f"{mi}/{name}",
+                json={"metadata": {"finalizers": None}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            await http.delete(f"{mi}/{name}")
+    found = grants(
+        objects(values), user.rsplit(":", 1)[-1], NAMESPACE
+    )  # the rules the chart rendered for this scope, bound to the account
+
+    async def watches_closed() -> list[dict[str, Any]] | None:
+        # A watch is audited when it ends: the operator's ended with its stop.
+        events = kube.audit_events(user, since=started)
+        verbs = {e["verb"] for e in events}
+        return events if "watch" in verbs else None
+
+    events = await poll(watches_closed, 60, "the operator's watches in the audit log")
+    # Refused: nothing in the test's namespaces or cluster-scoped (a cluster-wide run also
+    # meets whatever other tests left in theirs).
+    ours = [e for e in events if e.get("objectRef", {}).get("namespace") in (None, shop, NAMESPACE)]
+    forbidden = [(e["verb"], e["requestURI"]) for e in ours if e["responseStatus"]["code"] == 403]
+    assert forbidden == [], f"{tag}: the real authorizer refused {forbidden}"
+    used = {p for p in map(permission, ours) if p is not None}
+    print(f"{tag}: used {sorted(used)}")  # shown with -s or on failure
+    names = {
+        e["objectRef"].get("name") for e in ours if e["objectRef"].get("resource") == "secrets"
+    }
+    assert names == {values["storage"]["secretName"], "shop-s3"}
+    # Both ways: every request was allowed, and every rule rendered was needed by the run.
+    granted = set(triples(found))
+    assert used <= granted, used - granted
+    assert used == granted, f"{tag}: granted but never used: {granted - used}"

@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from oomforensics.cli.main import build_parser
-from tests.deploy.cluster import discard
 from tests.deploy.dockerfile import Stage, rooted, stages
-from tests.e2e.operator_harness import MI, apply_crd, poll, require_cluster
-from tests.support.cluster import ClusterFront
-from tests.support.cluster.kubelet import free_port
+from tests.e2e.operator_harness import apply_crd, kube_namespace, poll
+from tests.support.kube import KubeCluster
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -181,9 +181,20 @@ def files_and_times(folder: Path) -> dict[str, float]:
 
 
 async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
-    image_root: Path, front: ClusterFront, tmp_path: Path
+    image_root: Path, kube: KubeCluster, tmp_path: Path
 ) -> None:
-    require_cluster(front)
+    with kube_namespace(kube, "image") as namespace:
+        await _run_the_image(image_root, kube, namespace, tmp_path)
+
+
+async def _run_the_image(
+    image_root: Path, kube: KubeCluster, namespace: str, tmp_path: Path
+) -> None:
+    """The image's operator as the chart's ServiceAccount, watching one namespace."""
+    kubeconfig, _ = operator_kubeconfig(
+        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
+    )
+    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
     (_, runtime) = stages(DOCKERFILE)
     env = runtime_environment(runtime, image_root)
     Path(env["HOME"]).mkdir(parents=True, exist_ok=True)  # /tmp: an emptyDir in the chart
@@ -195,8 +206,8 @@ async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
         for c in command
     ]
     env.update(
-        KUBECONFIG=str(front.kubeconfig),
-        OOMF_NAMESPACES="default",
+        KUBECONFIG=str(kubeconfig),
+        OOMF_NAMESPACES=namespace,
         OOMF_STORAGE_URL=f"file://{tmp_path / 'archive'}",
     )
     before = files_and_times(image_root / "opt")
@@ -209,15 +220,15 @@ async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
         start_new_session=True,
     )
     try:
-        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+        async with kube.async_http() as http:
             await apply_crd(http)
             body = {
                 "apiVersion": "oomforensics.io/v1alpha1",
                 "kind": "MemoryInvestigation",
-                "metadata": {"name": "image-check", "namespace": "default"},
+                "metadata": {"name": "image-check", "namespace": namespace},
                 "spec": {"selector": {"matchLabels": {"app": "none"}}},
             }
-            created = await http.post(MI, json=body)
+            created = await http.post(mi, json=body)
             assert created.status_code == 201, created.text
 
             async def alive() -> bool:
@@ -232,7 +243,7 @@ async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
             await poll(alive, 60, "the liveness endpoint")
 
             async def handled() -> dict[str, Any] | None:
-                current: dict[str, Any] = (await http.get(f"{MI}/image-check")).json()
+                current: dict[str, Any] = (await http.get(f"{mi}/image-check")).json()
                 return current if current.get("status", {}).get("conditions") else None
 
             current = await poll(handled, 60, "the operator to write the investigation status")
@@ -245,7 +256,5 @@ async def test_the_image_runs_the_operator_and_its_liveness_endpoint(
             process.kill()
             process.wait(10)
         log.close()
-        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-            await discard(http, f"{MI}/image-check")
     assert files_and_times(image_root / "opt") == before, "the image's files were written to"
     assert process.returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]

@@ -1,5 +1,5 @@
-"""The examples apply to a real Kubernetes API server (through the test cluster's front, as
-`kubectl apply` would send them), the operator reads their specs, and what they say about
+"""The examples apply to the real API server of the test cluster (as `kubectl apply -n NS`
+sends them), the operator reads their specs, and what they say about
 each other holds: the investigation selects the Deployment's pods and names its pprof port."""
 
 from __future__ import annotations
@@ -7,23 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from oomforensics.k8s.spec import parse_spec
-from tests.deploy.cluster import discard
-from tests.e2e.operator_harness import apply_crd, require_cluster
-from tests.support.cluster import ClusterFront
+from tests.e2e.operator_harness import apply_crd, kube_namespace
+from tests.support.kube import KubeCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-NAMESPACE = "default"
 COLLECTIONS = {
     ("oomforensics.io/v1alpha1", "MemoryInvestigation"): (
-        f"/apis/oomforensics.io/v1alpha1/namespaces/{NAMESPACE}/memoryinvestigations"
+        "/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
     ),
-    ("v1", "Secret"): f"/api/v1/namespaces/{NAMESPACE}/secrets",
+    ("v1", "Secret"): "/api/v1/namespaces/{namespace}/secrets",
 }
 
 
@@ -41,25 +38,21 @@ def test_the_three_examples_are_there() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-async def test_an_example_applies_to_the_cluster(path: Path, front: ClusterFront) -> None:
-    require_cluster(front)
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-        await apply_crd(http)
-        applied = []
-        for doc in documents(path):
-            key = (doc["apiVersion"], doc["kind"])
-            if key not in COLLECTIONS:
-                continue  # workloads: checked against the Kubernetes schemas below
-            assert "namespace" not in doc["metadata"], "examples take the namespace from -n"
-            url = COLLECTIONS[key]
-            created = await http.post(url, json=doc)
-            assert created.status_code == 201, f"{path.name}: {created.text}"
-            applied.append(f"{url}/{doc['metadata']['name']}")
-            if doc["kind"] == "MemoryInvestigation":
-                served = (await http.get(f"{url}/{doc['metadata']['name']}")).json()
-                parse_spec(served["spec"])  # the operator accepts it as the server keeps it
-        for url in applied:
-            await discard(http, url)
+async def test_an_example_applies_to_the_cluster(path: Path, kube: KubeCluster) -> None:
+    with kube_namespace(kube, "examples") as namespace:
+        async with kube.async_http() as http:
+            await apply_crd(http)
+            for doc in documents(path):
+                key = (doc["apiVersion"], doc["kind"])
+                if key not in COLLECTIONS:
+                    continue  # workloads: checked against the Kubernetes schemas below
+                assert "namespace" not in doc["metadata"], "examples take the namespace from -n"
+                url = COLLECTIONS[key].format(namespace=namespace)
+                created = await http.post(url, json=doc)
+                assert created.status_code == 201, f"{path.name}: {created.text}"
+                if doc["kind"] == "MemoryInvestigation":
+                    served = (await http.get(f"{url}/{doc['metadata']['name']}")).json()
+                    parse_spec(served["spec"])  # the operator accepts it as the server keeps it
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

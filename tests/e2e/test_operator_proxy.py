@@ -1,73 +1,127 @@
-"""From outside the cluster: captures through the API server's pods/proxy subresource, and a
-pod without a memory limit is still watched (the user is told what that turns off)."""
+"""From outside the pod network: captures through the real API server's pods/proxy
+subresource, which the chart allows only when asked (`rbac.proxyAccess`), and a pod without a
+memory limit is still watched (the user is told what that turns off).
+
+The pod has a network namespace of its own (198.18.0.0/24, hack/cluster): the API server
+refuses to proxy to a loopback address, so a hostNetwork pod on 127.0.0.1 cannot be reached
+this way."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.operator_harness import (
-    MI,
-    PODS,
-    apply_crd,
-    operator_environment,
-    poll,
-    require_cluster,
-    running_operator,
-)
-from tests.support.cluster import ClusterFront, Kubelet
-from tests.support.cluster.pods import leaky_pod
-from tests.support.leaky import FIXTURE_BIN
-from tests.support.moto import MotoServer
+from tests.e2e.operator_harness import KubeOperator, apply_crd, condition, poll, running_operator
+from tests.support.kube.images import fixture_image
+from tests.support.kube.operator_access import operator_kubeconfig
+from tests.support.kube.pods import leaky_pod
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
+PROXY_VALUES = {"rbac": {"proxyAccess": True}}
+
+
+def _investigation(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "oomforensics.io/v1alpha1",
+        "kind": "MemoryInvestigation",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": app}},
+            "endpoint": {"portName": "http", "access": "apiserver-proxy"},
+            "sampling": {"interval": "1s"},
+        },
+    }
+
+
+def _proxied(operator: KubeOperator, pod: str) -> list[dict[str, Any]]:
+    """The operator's pods/proxy requests to that pod, from the API server's audit log."""
+    return [
+        e
+        for e in operator.kube.audit_events(operator.user, since=operator.started)
+        if e.get("objectRef", {}).get("subresource") == "proxy"
+        and e["objectRef"].get("name", "").startswith(pod)
+    ]
 
 
 async def test_snapshots_through_the_api_server_proxy_of_a_pod_without_a_limit(
-    front: ClusterFront,
-    kubelet: Kubelet,
-    s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_operator: KubeOperator,
 ) -> None:
-    require_cluster(front)
-    if not FIXTURE_BIN.is_file():
-        pytest.skip(f"{FIXTURE_BIN} is not built (hack/build-go-fixtures.sh)")
-    operator_environment(monkeypatch, front, s3, "e2e-proxy", tmp_path / "spool")
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+    kube, namespace = kube_operator.kube, kube_operator.namespace
+    operator_kubeconfig(
+        kube, kube_operator.kubeconfig, watch_namespaces=[namespace], values=PROXY_VALUES
+    )
+    image = fixture_image(kube, "leaky")
+    async with kube.async_http() as http:
         await apply_crd(http)
-        pod = leaky_pod("steady", "steady", labels={"app": "steady"}, memory_limit=None)
-        assert (await http.post(PODS, json=pod)).status_code == 201
-        body = {
-            "apiVersion": "oomforensics.io/v1alpha1",
-            "kind": "MemoryInvestigation",
-            "metadata": {"name": "steady", "namespace": "default"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "steady"}},
-                "endpoint": {"portName": "http", "access": "apiserver-proxy"},
-                "sampling": {"interval": "1s"},
-            },
-        }
-        assert (await http.post(MI, json=body)).status_code == 201
-        async with running_operator() as operator:
+        pod = leaky_pod(
+            "steady",
+            namespace,
+            image,
+            labels={"app": "steady"},
+            memory_limit=None,
+            rate=1,
+            host_network=False,
+        )
+        assert (await http.post(kube_operator.pods, json=pod)).status_code == 201
+        created = await http.post(kube_operator.mi, json=_investigation("steady", "steady"))
+        assert created.status_code == 201, created.text
+        async with running_operator([namespace]) as operator:
 
             async def captured() -> dict[str, Any] | None:
-                current: dict[str, Any] = (await http.get(f"{MI}/steady")).json()
+                current: dict[str, Any] = (await http.get(f"{kube_operator.mi}/steady")).json()
                 status = current.get("status") or {}
                 return current if (status.get("snapshots") or {}).get("count") else None
 
-            current = await poll(captured, 60, "a snapshot through pods/proxy", operator)
+            current = await poll(captured, 120, "a snapshot through pods/proxy", operator)
+        pod_now = (await http.get(f"{kube_operator.pods}/steady")).json()
+    # The pod is off loopback, where the API server can proxy to it.
+    assert pod_now["status"]["podIP"].startswith("198.18."), pod_now["status"]
     status = current["status"]
     assert status["snapshots"]["lastReason"] == "baseline"
-    conditions = {c["type"]: c for c in status["conditions"]}
-    assert (conditions["Capturing"]["status"], conditions["Capturing"]["reason"]) == (
-        "True",
-        "NoMemoryLimit",
-    )
-    assert conditions["Ready"]["status"] == "True"
-    proxied = [c for c in front.calls if c.resource == "pods" and c.subresource == "proxy"]
-    assert proxied and all((c.name or "").startswith("steady") for c in proxied)
-    assert {c.path.split("/proxy", 1)[1] for c in proxied} >= {"/debug/pprof/heap"}
+    capturing = condition(current, "Capturing")
+    assert (capturing["status"], capturing["reason"]) == ("True", "NoMemoryLimit")
+    assert "limit" in capturing["message"].lower()
+    assert condition(current, "Ready")["status"] == "True"
+    # Every profile came through the real API server's pods/proxy, as the chart's account.
+    proxied = _proxied(kube_operator, "steady")
+    paths = {e["requestURI"].split("/proxy", 1)[1].split("?", 1)[0] for e in proxied}
+    assert {"/debug/pprof/heap", "/debug/pprof/goroutine"} <= paths, paths
+    assert all(e["responseStatus"]["code"] == 200 for e in proxied), proxied
+    assert not kube_operator.forbidden()
+
+
+async def test_without_the_charts_proxy_access_the_investigation_says_it_is_forbidden(
+    kube_operator: KubeOperator,
+) -> None:
+    """The chart's default RBAC has no pods/proxy: the real authorizer refuses, and the
+    investigation says so instead of failing silently."""
+    kube, namespace = kube_operator.kube, kube_operator.namespace
+    image = fixture_image(kube, "leaky")
+    async with kube.async_http() as http:
+        await apply_crd(http)
+        pod = leaky_pod(
+            "walled",
+            namespace,
+            image,
+            labels={"app": "walled"},
+            memory_limit="256Mi",
+            rate=1,
+            host_network=False,
+        )
+        assert (await http.post(kube_operator.pods, json=pod)).status_code == 201
+        created = await http.post(kube_operator.mi, json=_investigation("walled", "walled"))
+        assert created.status_code == 201, created.text
+        async with running_operator([namespace]) as operator:
+
+            async def refused() -> dict[str, Any] | None:
+                current: dict[str, Any] = (await http.get(f"{kube_operator.mi}/walled")).json()
+                capturing = condition(current, "Capturing")
+                return current if capturing.get("status") == "False" else None
+
+            current = await poll(refused, 120, "Capturing False for pods/proxy", operator)
+    capturing = condition(current, "Capturing")
+    assert "403" in capturing["message"] or "forbidden" in capturing["message"].lower(), capturing
+    assert not (current["status"].get("snapshots") or {}).get("count")
+    forbidden = kube_operator.forbidden()
+    assert forbidden and all("/proxy/" in uri for _, uri in forbidden), forbidden

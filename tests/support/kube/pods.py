@@ -1,9 +1,11 @@
 """Pod manifests for the real test cluster's node, as plain JSON (what `kubectl apply` sends).
 
-Conventions of this node (hack/cluster): pods run on `hostNetwork` (the only network is
-loopback: the node and every pod are 127.0.0.1), so each pod listens on a port the test
-picks free and declares; images are our own (tests/support/kube/images.py), never pulled;
-no service account token is mounted (the fixtures do not talk to the API).
+Conventions of this node (hack/cluster): pods run on `hostNetwork` (the node and every such
+pod are 127.0.0.1), so each pod listens on a port the test picks free and declares; a pod
+with `host_network=False` gets a network namespace of its own on 198.18.0.0/24 instead (what
+the API server's pods/proxy needs: it refuses loopback addresses); images are our own
+(tests/support/kube/images.py), never pulled; no service account token is mounted (the
+fixtures do not talk to the API).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def host_pod(
     memory_limit: str | None = None,
     restart_policy: str = "Always",
     grace_period: int = 5,
+    host_network: bool = True,
 ) -> JSON:
     spec: JSON = {
         "name": container,
@@ -53,7 +56,7 @@ def host_pod(
         "kind": "Pod",
         "metadata": metadata,
         "spec": {
-            "hostNetwork": True,
+            "hostNetwork": host_network,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "restartPolicy": restart_policy,
@@ -74,11 +77,13 @@ def leaky_pod(
     rate: float = 40,
     chunk: int = 256 * 1024,
     port: int | None = None,
+    host_network: bool = True,
 ) -> JSON:
-    """The leaking Go fixture serving /debug/pprof and /metrics on a free loopback port."""
+    """The leaking Go fixture serving /debug/pprof and /metrics on a free loopback port (or on
+    every address of its own network namespace)."""
     port = port or free_port()
     args = ["-mode", mode, "-rate", f"{rate:g}", "-chunk", str(chunk)]
-    args += ["-listen", f"{NODE_IP}:{port}"]
+    args += ["-listen", f"{NODE_IP if host_network else '0.0.0.0'}:{port}"]
     return host_pod(
         name,
         namespace,
@@ -87,4 +92,5 @@ def leaky_pod(
         port=port,
         labels=labels or {"app": "leaky"},
         memory_limit=memory_limit,
+        host_network=host_network,
     )
