@@ -231,7 +231,13 @@ def watch_spools(source: Callable[[], Mapping[str, Spool]]) -> None:
 
 
 def note_conditions(namespace: str, name: str, conditions: Iterable[Condition]) -> None:
-    """The conditions an investigation's status now has."""
+    """The conditions an investigation's status now has.
+
+    The first time, its OOM kill counters start at 0: `increase()` over a series that
+    appears at 1 sees no increase, and the first kill would never alert."""
+    if (namespace, name) not in CONDITIONS.noted:
+        for evidence in ("true", "false"):
+            OOM_KILLS.labels(namespace, name, evidence)
     known = [c for c in conditions if c.type in CONDITION_TYPES]
     CONDITIONS.noted[(namespace, name)] = _Noted(
         namespace, tuple((c.type, c.status, c.reason) for c in known)
@@ -239,8 +245,11 @@ def note_conditions(namespace: str, name: str, conditions: Iterable[Condition]) 
 
 
 def forget_investigation(namespace: str, name: str) -> None:
-    """The investigation is gone (or no longer this operator's): it counts no more."""
+    """The investigation is gone (or no longer this operator's): it counts no more, and its
+    series go (investigations come and go; their series must not pile up)."""
     CONDITIONS.noted.pop((namespace, name), None)
+    for counter in (CAPTURES, SNAPSHOT_BYTES, OOM_KILLS, ARCHIVE_ERRORS):
+        counter.remove_by_labels({"namespace": namespace, "investigation": name})
 
 
 # --- the /metrics page ----------------------------------------------------------------
