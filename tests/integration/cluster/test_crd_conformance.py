@@ -23,8 +23,8 @@ from oomforensics.k8s.status import (
     oom_summary_json,
     summary_json,
 )
-from tests.support.apiserver import wait_for_crd
 from tests.support.kube import KubeCluster
+from tests.support.kube.crds import wait_for_crd
 from tests.support.waiting import eventually
 
 CRD_FILE = Path(__file__).parents[3] / "crds" / "memoryinvestigations.oomforensics.io.yaml"
