@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Debian's kubectl, by exact version, into ${OOMF_CACHE:-~/.cache/oomforensics}/k8s/bin/kubectl.
 #
-# It uses the same private apt configuration as hack/build-apiserver.sh (own sources list with
-# Debian sid only, own lists and package state under k8s/apt): another archive configured on
-# the system may offer a higher-numbered package named kubectl, so the version is pinned and
-# only the private sources are consulted. Nothing is installed on the system.
+# It uses the private apt configuration of hack/lib/private-apt.sh (own sources list with
+# Debian sid only, own lists and package state under k8s/apt), shared with hack/build-kube.sh:
+# another archive configured on the system may offer a higher-numbered package named kubectl,
+# so the version is pinned and only the private sources are consulted. Nothing is installed.
 #
 # Idempotent: a stamp next to the binary records the version; a current one is a single line.
 # kubectl is optional (only the tests that drive kubectl need it): when it cannot be had, this
@@ -39,27 +39,10 @@ for tool in apt-get apt-cache dpkg-deb flock; do
 done
 [[ -r "$KEYRING" ]] || unavailable "$KEYRING not found (install debian-archive-keyring)"
 
-mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/sources.list.d" \
-    "$APT_DIR/preferences.d" "$APT_DIR/state" "$BIN" "$WORK"
-[[ -f "$APT_DIR/status" ]] || : >"$APT_DIR/status"
-echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" >"$APT_DIR/sources.list"
-APT_OPTS=(
-    -o "Dir::Etc::sourcelist=$APT_DIR/sources.list"
-    -o "Dir::Etc::sourceparts=$APT_DIR/sources.list.d"
-    -o "Dir::Etc::preferences=$APT_DIR/preferences"
-    -o "Dir::Etc::preferencesparts=$APT_DIR/preferences.d"
-    -o "Dir::State=$APT_DIR/state"
-    -o "Dir::State::status=$APT_DIR/status"
-    -o "Dir::State::Lists=$APT_DIR/lists"
-    -o "Dir::Cache=$APT_DIR/cache"
-    -o "APT::Get::List-Cleanup=true"
-    -o "Acquire::Languages=none"
-    -o "APT::Sandbox::User=$(id -un)"
-)
-
-# Shared with hack/build-apiserver.sh: hold the lock of the private lists while apt runs.
-exec 8>"$APT_DIR/.lock"
-flock 8
+mkdir -p "$BIN" "$WORK"
+# shellcheck source=lib/private-apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/private-apt.sh"
+private_apt "$APT_DIR" "$MIRROR" "$SUITE" "$KEYRING" # holds the private lists' lock (fd 8)
 have_version() { apt-cache "${APT_OPTS[@]}" show "kubectl=$VERSION" >/dev/null 2>&1; }
 if ! have_version; then
     log "updating the private package lists ($SUITE main)"
