@@ -9,6 +9,7 @@ cluster's directory, and the last one to leave stops the cluster if a test sessi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -167,41 +168,59 @@ def cluster_down(directory: Path = TEST_CLUSTER_DIR) -> None:
 STARTED_BY_TESTS = "started-by-tests"  # marker: a test session brought the cluster up
 
 
-@pytest.fixture(scope="session", name="kube")
-def kube_fixture() -> Iterator[KubeCluster]:
-    """The machine's test cluster, running (started here if it was not), shared between the
-    test sessions that run at the same time."""
+class ClusterUnavailable(RuntimeError):
+    """The test cluster cannot be had: binaries missing, or `hack/cluster up` failed."""
+
+
+@contextlib.contextmanager
+def shared_cluster(directory: Path = TEST_CLUSTER_DIR) -> Iterator[KubeCluster]:
+    """The machine's test cluster, running (started here if it was not), held with a shared
+    lock while the block runs: what the `kube` fixture gives a test session, for a plain
+    script (a benchmark) that must share the cluster the same way."""
     missing = kube_binaries_missing()
     if missing:
-        pytest.fail(f"the test cluster's binaries are missing ({', '.join(missing)}): {KUBE_HINT}")
-    TEST_CLUSTER_DIR.mkdir(parents=True, exist_ok=True)
-    with (TEST_CLUSTER_DIR / "sessions.lock").open("a") as lock:
+        raise ClusterUnavailable(
+            f"the test cluster's binaries are missing ({', '.join(missing)}): {KUBE_HINT}"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "sessions.lock").open("a") as lock:
         # Exclusive while bringing it up, so two sessions never start it at once; then shared
         # for the session's life, so no other session takes it down underneath this one.
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if not (TEST_CLUSTER_DIR / "ports.env").is_file() or not cluster_running(
-                TEST_CLUSTER_DIR
-            ):
-                (TEST_CLUSTER_DIR / STARTED_BY_TESTS).touch()
-            cluster = cluster_up(TEST_CLUSTER_DIR)
+            if not (directory / "ports.env").is_file() or not cluster_running(directory):
+                (directory / STARTED_BY_TESTS).touch()
+            cluster = cluster_up(directory)
         except RuntimeError as exc:
             fcntl.flock(lock, fcntl.LOCK_UN)
-            pytest.fail(str(exc))
+            raise ClusterUnavailable(str(exc)) from exc
         fcntl.flock(lock, fcntl.LOCK_SH)
-        yield cluster
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        _leave(lock)
+        try:
+            yield cluster
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            _leave(lock, directory)
 
 
-def _leave(lock: Any) -> None:
+@pytest.fixture(scope="session", name="kube")
+def kube_fixture() -> Iterator[KubeCluster]:
+    """The machine's test cluster, running (started here if it was not), shared between the
+    test sessions that run at the same time."""
+    try:
+        with shared_cluster(TEST_CLUSTER_DIR) as cluster:
+            yield cluster
+    except ClusterUnavailable as exc:
+        pytest.fail(str(exc))
+
+
+def _leave(lock: Any, directory: Path = TEST_CLUSTER_DIR) -> None:
     """Stop the cluster if this is the last session using it and a test session started it."""
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another session still uses it: the last to leave decides
-    marker = TEST_CLUSTER_DIR / STARTED_BY_TESTS
+    marker = directory / STARTED_BY_TESTS
     if marker.exists() and os.environ.get("OOMF_KEEP_TEST_CLUSTER") != "1":
-        cluster_down(TEST_CLUSTER_DIR)
+        cluster_down(directory)
         marker.unlink(missing_ok=True)
     fcntl.flock(lock, fcntl.LOCK_UN)
