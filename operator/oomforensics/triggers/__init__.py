@@ -1,8 +1,19 @@
-"""Pure triggers: memory samples -> capture decisions; container runs and OOM kills.
+"""Pure triggers: memory samples -> capture decisions; container runs, OOM kills told apart.
 
 No I/O and no clock: callers pass samples, times and pod JSON in, and act on what comes back.
 """
 
+from oomforensics.triggers.attribution import (
+    Attribution,
+    Cause,
+    Confidence,
+    EndFacts,
+    Ending,
+    PodEnd,
+    Reading,
+    ReadingSource,
+    attribute,
+)
 from oomforensics.triggers.engine import (
     new_state,
     observe,
@@ -27,9 +38,11 @@ from oomforensics.triggers.model import (
     threshold_reason,
 )
 from oomforensics.triggers.oom import (
+    ObservedEnd,
     OomKill,
     Termination,
     container_runs,
+    detect_ends,
     detect_oom_kills,
     is_oom,
     is_suspected_oom,
@@ -43,16 +56,27 @@ __all__ = [
     "PERIODIC",
     "PREDICTED",
     "THRESHOLD_PATTERN",
+    "Attribution",
     "CaptureReason",
+    "Cause",
+    "Confidence",
     "ContainerRun",
     "Decision",
+    "EndFacts",
+    "Ending",
     "InvalidState",
     "MemorySample",
+    "ObservedEnd",
     "OomKill",
+    "PodEnd",
+    "Reading",
+    "ReadingSource",
     "Termination",
     "TriggerSettings",
     "TriggerState",
+    "attribute",
     "container_runs",
+    "detect_ends",
     "detect_oom_kills",
     "is_oom",
     "is_suspected_oom",

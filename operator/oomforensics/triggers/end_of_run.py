@@ -9,7 +9,17 @@ reads it with `EndOfRun.from_bytes`. Pure: no I/O.
      "container": "db", "run": 0, "ending": "OOMKilled", "time": "2026-11-26T03:12:09.000Z",
      "exitCode": 137, "evidence": "...", "preOomSnapshot": "shop/db/db-0/6f1c.../db/run-0/...",
      "percentOfLimit": 93.1, "limitBytes": 536870912, "lastWorkingSetBytes": 529530880,
+     "attribution": {"ending": "OOMKilled", "cause": "ContainerLimit", "confidence": "high",
+                     "reason": "OOMKilled", "exitCode": 137, "evidence": "...",
+                     "lastReading": {"workingSetBytes": 529530880, "secondsBeforeEnd": 3.2,
+                                     "limitBytes": 536870912, "percentOfLimit": "98.6%",
+                                     "source": "sampler"}},
      "summary": {...}}
+
+`ending` is what the attribution decided (triggers/attribution.py): OOMKilled, Killed,
+Evicted, Terminated or Exited; the file is `oom.json` only for OOMKilled. Schema version 2
+added the attribution and the endings besides OOMKilled and Exited; version 1 records read
+as before, without an attribution.
 """
 
 from __future__ import annotations
@@ -18,23 +28,26 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from oomforensics.errors import OomForensicsError
+from oomforensics.triggers.attribution import Attribution, Ending
 from oomforensics.triggers.model import ContainerRun
 
 OOM_RECORD = "oom.json"
 EXIT_RECORD = "exit.json"
 RUN_RECORDS = (OOM_RECORD, EXIT_RECORD)
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
-
-class Ending(StrEnum):
-    """How the run ended, in the kubelet's words where it has them."""
-
-    OOM_KILLED = "OOMKilled"
-    EXITED = "Exited"
+__all__ = [
+    "EXIT_RECORD",
+    "OOM_RECORD",
+    "RECORD_VERSION",
+    "RUN_RECORDS",
+    "EndOfRun",
+    "Ending",
+    "InvalidEndOfRun",
+]
 
 
 class InvalidEndOfRun(OomForensicsError, ValueError):
@@ -55,6 +68,7 @@ class EndOfRun:
     limit_bytes: int | None = None
     last_working_set_bytes: int | None = None
     summary: Mapping[str, Any] | None = None  # the operator's baseline -> pre-OOM comparison
+    attribution: Attribution | None = None  # how the operator told this end apart
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
@@ -89,6 +103,8 @@ class EndOfRun:
         doc["run"] = doc.pop("restartCount")
         if self.summary:
             doc["summary"] = dict(self.summary)
+        if self.attribution is not None:
+            doc["attribution"] = self.attribution.to_json()
         return doc
 
     def to_bytes(self) -> bytes:
@@ -110,6 +126,11 @@ class EndOfRun:
         except ValueError as exc:
             raise InvalidEndOfRun(f"run record: {exc}") from None
         summary = doc.get("summary")
+        told = doc.get("attribution")
+        try:
+            attribution = Attribution.from_json(told) if isinstance(told, Mapping) else None
+        except ValueError as exc:
+            raise InvalidEndOfRun(f"run record: attribution: {exc}") from None
         return cls(
             run=run,
             ending=ending,
@@ -121,6 +142,7 @@ class EndOfRun:
             limit_bytes=_optional_int(doc, "limitBytes"),
             last_working_set_bytes=_optional_int(doc, "lastWorkingSetBytes"),
             summary=summary if isinstance(summary, Mapping) else None,
+            attribution=attribution,
         )
 
     @classmethod

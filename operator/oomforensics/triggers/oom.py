@@ -24,6 +24,12 @@ killed it. Exit code 137 (128 + SIGKILL) with reason "Error" is only a SIGKILL: 
 kill the kubelet did not attribute (a child process killed, a node-level OOM), but also a
 liveness probe or grace-period kill. Only OOMKilled is certain; bare SIGKILLs are reported,
 flagged `suspected`, when asked for.
+
+`detect_ends` finds, by the same rules, every end worth telling apart (triggers/attribution.py
+judges them): OOMKilled whatever the exit code, a SIGKILL or a SIGTERM with a generic reason,
+and the last run of a pod the kubelet evicted or its node shut down (pod status.reason, with
+the message). A pod being deleted is stopped on purpose: its containers' current ends are left
+out unless the kubelet says OOMKilled.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from oomforensics.triggers.attribution import PodEnd, pod_end_of, reportable
 from oomforensics.triggers.model import ContainerRun
 
 OOM_KILLED = "OOMKilled"
@@ -78,6 +85,15 @@ class OomKill:
     run: ContainerRun
     termination: Termination
     suspected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedEnd:
+    """A run's end worth telling apart, as a pod version shows it."""
+
+    run: ContainerRun
+    termination: Termination
+    pod_end: PodEnd | None = None  # the pod's eviction (or node shutdown): its last run only
 
 
 def is_oom(termination: Termination) -> bool:
@@ -178,6 +194,59 @@ def detect_oom_kills(
     order = {name: i for i, name in enumerate(container_runs(pod))}
     kills.sort(key=lambda k: (order.get(k.run.container, len(order)), k.run.restart_count))
     return kills
+
+
+def ends(pod: Mapping[str, Any]) -> dict[ContainerRun, ObservedEnd]:
+    """Every end in the pod status worth telling apart, by the run it ended (see
+    `detect_ends`)."""
+    pod_uid(pod)  # raises for a pod without a uid, even before it has statuses
+    status = _mapping(pod.get("status"))
+    pod_end = pod_end_of(status)
+    deleting = bool(_mapping(pod.get("metadata")).get("deletionTimestamp"))
+    found: dict[ContainerRun, ObservedEnd] = {}
+    for entry in _container_statuses(pod):
+        name = _str(entry.get("name"))
+        if not name:
+            continue
+        restart_count = _int(entry.get("restartCount")) or 0
+        last = _mapping(_mapping(entry.get("lastState")).get("terminated"))
+        if last and restart_count > 0:
+            end = ObservedEnd(run_of(pod, name, restart_count - 1), Termination.from_status(last))
+            if _reportable(end):
+                found[end.run] = end
+        current = _mapping(_mapping(entry.get("state")).get("terminated"))
+        if current:
+            termination = Termination.from_status(current)
+            end = ObservedEnd(run_of(pod, name, restart_count), termination, pod_end)
+            if _reportable(end) and (not deleting or is_oom(termination)):
+                found[end.run] = end
+    return found
+
+
+def detect_ends(
+    previous_pod: Mapping[str, Any] | None, pod: Mapping[str, Any], *, since: float | None = None
+) -> list[ObservedEnd]:
+    """The ends visible in `pod` and not already visible in `previous_pod` (the rules of
+    `detect_oom_kills`, for every end `ends` reports)."""
+    first_observation = previous_pod is None or pod_uid(previous_pod) != pod_uid(pod)
+    seen = set() if previous_pod is None or first_observation else set(ends(previous_pod))
+    found: list[ObservedEnd] = []
+    for run, end in ends(pod).items():
+        if run in seen:
+            continue
+        if first_observation and since is not None:
+            finished = end.termination.finished_at_seconds()
+            if finished is not None and finished < since:
+                continue
+        found.append(end)
+    order = {name: i for i, name in enumerate(container_runs(pod))}
+    found.sort(key=lambda e: (order.get(e.run.container, len(order)), e.run.restart_count))
+    return found
+
+
+def _reportable(end: ObservedEnd) -> bool:
+    t = end.termination
+    return reportable(t.reason, t.exit_code, t.signal, pod_end=end.pod_end is not None)
 
 
 def parse_time(value: str | None) -> float | None:
