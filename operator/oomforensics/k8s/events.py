@@ -20,7 +20,10 @@ class EventReason(StrEnum):
     CAPTURE_FAILED = "CaptureFailed"
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     OOM_KILLED = "OOMKilled"
+    CONTAINER_ENDED = "ContainerEnded"  # an end told apart from an OOM kill (kills.py)
     LEAK_SUSPECTED = "LeakSuspected"
+    NOTIFICATION_FAILED = "NotificationFailed"
+    NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
 
 
 class EventType(StrEnum):

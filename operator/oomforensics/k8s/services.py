@@ -21,6 +21,8 @@ from oomforensics.errors import OomForensicsError
 from oomforensics.k8s.api import JSON, ApiFailure, ApiNotFound, KubeApi, ObjectRef
 from oomforensics.k8s.settings import OperatorSettings
 from oomforensics.k8s.spec import InvestigationSpec, StorageSpec
+from oomforensics.notify.delivery import WebhookClient
+from oomforensics.notify.messages import Payload
 
 
 class StorageReason(StrEnum):
@@ -57,6 +59,12 @@ class Services(Protocol):
 
     async def post_event(self, about: ObjectRef, reason: str, message: str, type_: str) -> None: ...
 
+    # Notifications (only with spec.notify or the operator's default): ApiFailure from
+    # secret_data, DeliveryFailed from post_notification.
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]: ...
+
+    async def post_notification(self, url: str, payload: Payload) -> None: ...
+
 
 @dataclass
 class OperatorServices:
@@ -79,6 +87,7 @@ class OperatorServices:
     # in the first seconds; paced over 20 s, 174 MiB, every baseline still stored in 41 s).
     first_passes_per_second: float = 5.0
     _next_first_pass: float = 0.0
+    _webhooks: WebhookClient | None = None
 
     def __post_init__(self) -> None:
         self.capture_slots = asyncio.Semaphore(self.settings.max_captures)
@@ -139,6 +148,14 @@ class OperatorServices:
     async def post_event(self, about: ObjectRef, reason: str, message: str, type_: str) -> None:
         await self.api.post_event(about, reason, message, type_)
 
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        return await self.api.secret_data(namespace, name)
+
+    async def post_notification(self, url: str, payload: Payload) -> None:
+        if self._webhooks is None:  # made on first use: most operators notify nobody
+            self._webhooks = WebhookClient()
+        await self._webhooks.post(url, payload)
+
     def client(self, settings: CaptureSettings, proxy: bool) -> PprofClient:
         if proxy:  # through the API server, with its credentials: a client per capture
             return PprofClient(settings, http=self.api.http)
@@ -198,6 +215,9 @@ class OperatorServices:
         for client in self.clients.values():
             await client.aclose()
         self.clients.clear()
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
+            self._webhooks = None
         # obstore's stores are freed while the loop still runs: freed at interpreter exit,
         # after a failed request, they have been seen to abort the process (SIGABRT).
         self.archives.clear()
