@@ -19,6 +19,7 @@ from oomforensics.analysis.trend import TrendReport, function_trends
 from oomforensics.analysis.verdict import write_verdict
 from oomforensics.pprof.diff import BaseMode, HeapDiff, diff_profiles
 from oomforensics.pprof.errors import InvalidProfile
+from oomforensics.pprof.profile import index_stacks
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ def compare(
     heap = diff_profiles(base.profile, new.profile, sample_index, mode)
     for snapshot in (base, new, *series):
         _require_heap_profile(snapshot)
+    # Group base and new by stack together first: the per-profile work below (each one's
+    # owners) then takes its groups from this joint index instead of grouping again.
+    index_stacks([base.profile.samples, new.profile.samples])
     trend = function_trends(series, sample_index) if len(series) >= 3 else None
     evidence = gather_series(series if len(series) >= 2 else (base, new))
     analysis = analyse(base, new, trend, series=evidence)

@@ -49,7 +49,61 @@ def index_stacks(parts: Sequence[Samples]) -> StackIndex:
     plus one per length); samples are grouped by hash, then every sample is compared frame by
     frame with its group's first sample, so a hash collision cannot merge two stacks: if one
     ever happens, the grouping is redone exactly with Python dictionaries.
+
+    The index of several parts is kept with the first, and a part indexed alone after it was
+    indexed with others takes its groups from that joint index: a diff groups base and new
+    together and then each alone (its owners), and the joint grouping already holds both.
     """
+    if len(parts) == 1:
+        derived = _from_joint(parts[0])
+        if derived is not None:
+            return derived
+    else:
+        kept = _kept_joint(parts)
+        if kept is not None:
+            return kept
+    index = _index(parts)
+    if len(parts) > 1:
+        parts[0].memo.setdefault(_JOINT, []).append((tuple(parts), index))
+        for k, part in enumerate(parts):
+            part.memo.setdefault(_MEMBER, (index, k))
+    return index
+
+
+_JOINT = "joint stack indexes"  # on a joint index's first part: [(parts, index)]
+_MEMBER = "member of a joint stack index"  # on each part: (index, its position in it)
+
+
+def _kept_joint(parts: Sequence[Samples]) -> StackIndex | None:
+    for kept_parts, index in parts[0].memo.get(_JOINT, ()):
+        if len(kept_parts) == len(parts) and all(
+            a is b for a, b in zip(kept_parts, parts, strict=True)
+        ):
+            result: StackIndex = index
+            return result
+    return None
+
+
+def _from_joint(part: Samples) -> StackIndex | None:
+    """The index of `part` alone, from a joint index it is a part of (None if none is kept):
+    its samples' joint groups, renumbered; frames and names stay the joint index's."""
+    member = part.memo.get(_MEMBER)
+    if member is None:
+        return None
+    joint, k = member
+    start = joint.part_starts[k]
+    joint_groups = joint.group[start : start + len(part)]
+    present = np.zeros(len(joint) + 1, dtype=np.intp)
+    present[joint_groups + 1] = 1
+    renumber = np.cumsum(present)
+    group = renumber[joint_groups]
+    first = np.full(int(renumber[-1]), len(part), dtype=np.intp)
+    np.minimum.at(first, group, np.arange(len(part), dtype=np.intp))
+    offsets = joint.offsets[start : start + len(part) + 1]
+    return StackIndex(joint.names, joint.frames, offsets, (0,), group, first)
+
+
+def _index(parts: Sequence[Samples]) -> StackIndex:
     table = {name: i for i, name in enumerate(parts[0].names)}
     frame_parts: list[NDArray[np.int32]] = []
     translated: list[bool] = []
