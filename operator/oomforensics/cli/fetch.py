@@ -42,14 +42,16 @@ from oomforensics.cli.selection import (
     Pair,
     Scope,
     by_run,
+    ending_words,
     incarnation,
     kills_from_status,
+    owns,
     pairs,
     parse_archive_path,
     pick_kill,
     select,
 )
-from oomforensics.triggers.end_of_run import OOM_RECORD, EndOfRun, InvalidEndOfRun
+from oomforensics.triggers.end_of_run import EXIT_RECORD, OOM_RECORD, EndOfRun, InvalidEndOfRun
 from oomforensics.triggers.model import ContainerRun
 
 DEFAULT_OUT = Path("oomforensics-snapshots")
@@ -199,6 +201,7 @@ class Located:
     scope: Scope
     kills: list[EndOfRun] | None  # None: read them from the archive's oom.json files
     source: StorageSource | None
+    others: list[EndOfRun] | None = None  # the other ends (status.otherTerminations)
 
 
 async def locate(request: Request) -> Located:
@@ -217,23 +220,36 @@ async def locate(request: Request) -> Located:
     archive = Archive.from_url(
         source.url, credentials=source.credentials, options=source.options or None
     )
-    kills = kills_from_status(body.get("status") or {}, ref.namespace)
-    return Located(archive, Scope(ref.namespace, ref.name), kills, source)
+    status = body.get("status") or {}
+    kills = kills_from_status(status, ref.namespace)
+    others = kills_from_status(status, ref.namespace, "otherTerminations")
+    return Located(archive, Scope(ref.namespace, ref.name), kills, source, others)
 
 
 async def archive_kills(
     archive: Archive, investigation: str, runs: Sequence[ContainerRun]
 ) -> list[EndOfRun]:
     """The OOM kills recorded in the archive (`oom.json` next to a run's snapshots)."""
+    return await _run_records(archive, investigation, runs, OOM_RECORD)
 
+
+async def archive_others(
+    archive: Archive, investigation: str, runs: Sequence[ContainerRun]
+) -> list[EndOfRun]:
+    """The other ends recorded in the archive (`exit.json`: a SIGKILL from outside, an
+    eviction, a SIGTERM, a process's own exit)."""
+    return await _run_records(archive, investigation, runs, EXIT_RECORD)
+
+
+async def _run_records(
+    archive: Archive, investigation: str, runs: Sequence[ContainerRun], name: str
+) -> list[EndOfRun]:
     async def one(run: ContainerRun) -> EndOfRun | None:
         try:
-            record = EndOfRun.from_bytes(
-                await archive.read_run_file(investigation, run, OOM_RECORD)
-            )
+            record = EndOfRun.from_bytes(await archive.read_run_file(investigation, run, name))
         except (SnapshotNotFound, InvalidEndOfRun):
             return None
-        return record if record.oom_killed else None
+        return record if record.oom_killed is (name == OOM_RECORD) else None
 
     found = await asyncio.gather(*(one(r) for r in runs))
     return sorted((k for k in found if k is not None), key=lambda k: k.time)
@@ -253,9 +269,11 @@ async def fetch(request: Request, progress: Progress) -> tuple[FetchStats, list[
     where = f"{scope} in {archive.url}"
     if not keys:
         raise UsageError(f"no snapshots yet of {where}")
-    kills = located.kills
+    kills, others = located.kills, located.others
     if kills is None:
         kills = await archive_kills(archive, scope.investigation, list(by_run(keys)))
+    if others is None:
+        others = await archive_others(archive, scope.investigation, list(by_run(keys)))
     kill = (
         pick_kill(kills, request.filters.oom, str(scope))
         if request.filters.oom is not None
@@ -267,7 +285,7 @@ async def fetch(request: Request, progress: Progress) -> tuple[FetchStats, list[
     manifests = await read_manifests(archive, selected)
     stats = await fetch_snapshots(archive, manifests, request.out, progress)
     await fetch_run_records(archive, selected, request.out)
-    return stats, suggestions(request.out, pairs(selected, kills))
+    return stats, suggestions(request.out, pairs(selected, kills), [*kills, *others])
 
 
 def describe(filters: Filters) -> str:
@@ -284,16 +302,19 @@ def describe(filters: Filters) -> str:
     return " ".join(parts) or "the filters"
 
 
-def suggestions(out: Path, found: Sequence[Pair]) -> list[str]:
-    """The commands that compare each run's baseline with its pre-OOM (or latest) snapshot."""
+def suggestions(out: Path, found: Sequence[Pair], ends: Sequence[EndOfRun] = ()) -> list[str]:
+    """The commands that compare each run's baseline with its pre-OOM (or latest) snapshot,
+    with how the run ended when that is known (and how sure the operator is)."""
     lines: list[str] = []
     for pair in found:
         base, new = local_folder(out, pair.base), local_folder(out, pair.new)
         what = "pre-OOM" if pair.pre_oom else "latest"
+        end = next((e for e in ends if owns(e, pair.base)), None)
         lines += [
             "",
             f"{incarnation(pair.run, [pair.base])}, container {pair.run.container} "
             f"run {pair.run.restart_count}: baseline vs {what}",
+            *([f"  ended: {ending_words(end)}"] if end is not None else []),
             "  go tool pprof -diff_base "
             f"{shlex.quote(str(base / 'heap.pb.gz'))} {shlex.quote(str(new / 'heap.pb.gz'))}",
             f"  oomforensics diff {shlex.quote(str(base))} {shlex.quote(str(new))}",

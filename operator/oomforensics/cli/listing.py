@@ -23,7 +23,7 @@ from oomforensics.archive.manifest import Manifest
 from oomforensics.archive.store import Archive
 from oomforensics.cli.download import read_manifests, run_in_one_line
 from oomforensics.cli.errors import UsageError
-from oomforensics.cli.fetch import add_storage_arguments, archive_kills
+from oomforensics.cli.fetch import add_storage_arguments, archive_kills, archive_others
 from oomforensics.cli.kube import (
     Kube,
     connect,
@@ -33,7 +33,13 @@ from oomforensics.cli.kube import (
     parse_ref,
     resolve_storage,
 )
-from oomforensics.cli.selection import by_run, incarnation, kills_from_status, owns
+from oomforensics.cli.selection import (
+    by_run,
+    ending_words,
+    incarnation,
+    kills_from_status,
+    owns,
+)
 from oomforensics.triggers.end_of_run import EndOfRun
 
 
@@ -98,7 +104,8 @@ async def _one(kube: Kube, args: argparse.Namespace, options: Mapping[str, str])
     manifests = await read_manifests(archive, keys)
     status = body.get("status") or {}
     kills = kills_from_status(status, ref.namespace)
-    return render_investigation(str(ref), status, archive.url, manifests, kills)
+    others = kills_from_status(status, ref.namespace, "otherTerminations")
+    return render_investigation(str(ref), status, archive.url, manifests, kills, others)
 
 
 async def _from_archive(args: argparse.Namespace, options: Mapping[str, str]) -> str:
@@ -115,7 +122,8 @@ async def _from_archive(args: argparse.Namespace, options: Mapping[str, str]) ->
         raise UsageError(f"no snapshots of {ref} in {archive.url}")
     manifests = await read_manifests(archive, keys)
     kills = await archive_kills(archive, ref.name, list(by_run(keys)))
-    return render_investigation(str(ref), {}, archive.url, manifests, kills)
+    others = await archive_others(archive, ref.name, list(by_run(keys)))
+    return render_investigation(str(ref), {}, archive.url, manifests, kills, others)
 
 
 # -- rendering (pure) --
@@ -201,9 +209,12 @@ def render_investigation(
     archive_url: str,
     manifests: Sequence[Manifest],
     kills: Sequence[EndOfRun],
+    others: Sequence[EndOfRun] = (),
 ) -> str:
     """The investigation's story so far and its snapshots, grouped by pod incarnation and
-    container run (a pod recreated under the same name is listed apart, by uid)."""
+    container run (a pod recreated under the same name is listed apart, by uid). A run's
+    line says how it ended: an OOM kill, or an end told apart from one (`others`), with the
+    attribution's cause and confidence when the operator recorded one."""
     summary = status.get("summary") or {}
     lines = [
         f"investigation {name}",
@@ -212,6 +223,8 @@ def render_investigation(
         f"  snapshots  {len(manifests)}",
         f"  OOM kills  {len(kills)}",
     ]
+    if others:
+        lines.append(f"  other ends {len(others)} (not OOM kills)")
     if summary.get("suspect"):
         lines.append(
             f"  suspect    {summary['suspect']} (heap {_cell(summary.get('heapGrowth'))}, "
@@ -226,9 +239,11 @@ def render_investigation(
             shown = run.pod_uid
             incarnation_keys = [k for r, ks in runs.items() if r.pod_uid == shown for k in ks]
             lines += ["", incarnation(run, incarnation_keys)]
-        kill = next((k for k in kills if owns(k, keys[0])), None)
-        ending = f", OOM-killed {kill.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}" if kill else ""
+        end = next((k for k in [*kills, *others] if owns(k, keys[0])), None)
+        ending = f", {ending_words(end)}" if end else ""
         lines.append(f"  container {run.container}, run {run.restart_count}{ending}")
+        if end is not None and end.attribution is not None:
+            lines.append(f"    {end.attribution.evidence}")
         rows = [["    TIME", "REASON", "% OF LIMIT", "WORKING SET", "HEAP IN USE", ""]]
         for key in keys:
             manifest = by_key[key]

@@ -19,6 +19,7 @@ from oomforensics.archive.layout import (
     parse_run_segment,
 )
 from oomforensics.cli.errors import UsageError
+from oomforensics.triggers.attribution import Attribution
 from oomforensics.triggers.end_of_run import Ending, EndOfRun
 from oomforensics.triggers.model import ContainerRun
 
@@ -156,10 +157,13 @@ def pairs(selected: Sequence[SnapshotKey], kills: Sequence[EndOfRun]) -> list[Pa
     return out
 
 
-def kills_from_status(status: Mapping[str, Any], namespace: str) -> list[EndOfRun]:
-    """status.oomKills[] as run records (the status holds the figures a person reads)."""
+def kills_from_status(
+    status: Mapping[str, Any], namespace: str, field: str = "oomKills"
+) -> list[EndOfRun]:
+    """status.oomKills[] as run records (the status holds the figures a person reads);
+    `field="otherTerminations"`: the ends told apart from OOM kills."""
     kills = []
-    for doc in status.get("oomKills") or []:
+    for doc in status.get(field) or []:
         if not isinstance(doc, Mapping):
             continue
         pod, container, run = doc.get("pod"), doc.get("container"), doc.get("run")
@@ -172,12 +176,31 @@ def kills_from_status(status: Mapping[str, Any], namespace: str) -> list[EndOfRu
         except ValueError:
             moment = datetime.fromtimestamp(0, UTC)
         pre = doc.get("preOomSnapshot")
+        try:  # a status written before kills were told apart has no attribution
+            told = Attribution.from_json(doc) if "ending" in doc else None
+        except ValueError:
+            told = None
+        exit_code = doc.get("exitCode")
         kills.append(
             EndOfRun(
                 run=ContainerRun(namespace, pod, str(doc.get("uid") or ""), container, run),
-                ending=Ending.OOM_KILLED,
+                ending=told.ending if told is not None else Ending.OOM_KILLED,
                 time=moment,
+                exit_code=exit_code if isinstance(exit_code, int) else None,
+                evidence=told.evidence if told is not None else "",
                 pre_oom_snapshot=pre if isinstance(pre, str) and pre else None,
+                attribution=told,
             )
         )
     return kills
+
+
+def ending_words(end: EndOfRun) -> str:
+    """How a run ended, for a line of `list` or `fetch`: 'OOM-killed 2026-11-26 03:05:00
+    (ContainerLimit, confidence high)', 'Killed 2026-... (Outside, confidence high), not an
+    OOM kill'."""
+    when = f"{end.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+    what = "OOM-killed" if end.oom_killed else end.ending.value
+    told = end.attribution
+    how = f" ({told.cause.value}, confidence {told.confidence.value})" if told else ""
+    return f"{what} {when}{how}" + ("" if end.oom_killed else ", not an OOM kill")

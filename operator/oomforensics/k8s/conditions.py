@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from oomforensics.k8s.api import JSON
@@ -27,6 +26,7 @@ class Observation:
     summary: Mapping[str, Any] | None = None
     summary_error: str | None = None
     oom_kills: tuple[OomKillStatus, ...] = ()
+    other_terminations: tuple[OomKillStatus, ...] = ()  # ends told apart from OOM kills
 
 
 def decide_conditions(obs: Observation) -> list[Condition]:
@@ -87,6 +87,9 @@ def decide_conditions(obs: Observation) -> list[Condition]:
         where = (
             f"; last snapshot before it: {last.pre_oom_snapshot}" if last.pre_oom_snapshot else ""
         )
+        told = last.attribution
+        if told is not None:  # whose limit, and how sure
+            where = f" ({told.cause.value}, confidence {told.confidence.value}){where}"
         oom = Condition(
             "OOMObserved",
             "True",
@@ -144,21 +147,7 @@ def _camel(slug: str) -> str:
 
 def oom_kill_from_json(doc: Mapping[str, Any]) -> OomKillStatus | None:
     """An entry of a previous status.oomKills (kept across operator restarts)."""
-    try:
-        percent = doc.get("percentOfLimit")
-        return OomKillStatus(
-            pod=str(doc["pod"]),
-            uid=str(doc.get("uid") or ""),
-            container=str(doc["container"]),
-            run=int(doc["run"]),
-            time=datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")),
-            exit_code=int(doc.get("exitCode") or 0),
-            pre_oom_snapshot=doc.get("preOomSnapshot"),
-            percent_of_limit=float(str(percent).rstrip("%")) if percent else None,
-            summary=doc.get("summary"),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
+    return OomKillStatus.from_json(doc)
 
 
 def replacing_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:

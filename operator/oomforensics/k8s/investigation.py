@@ -76,7 +76,9 @@ class InvestigationRunner:
         # OOM kills since the investigation exists are its own, those while the operator was
         # down included (a restart must not lose them); older ones are not.
         since = created_at if created_at is not None else time.time()
-        self.kills = KillRecorder(namespace, since, self.runs, self.summariser, events)
+        self.kills = KillRecorder(
+            namespace, since, self.runs, self.summariser, events, self.sampler.last_sample
+        )
         self.status = StatusWriter(services, namespace, name, clock)
         self._last_retention = 0.0
         self._last_delay = 1.0  # seconds to this pass from the previous one, as it asked
@@ -149,6 +151,7 @@ class InvestigationRunner:
             summary=summary,
             summary_error=summary_error,
             oom_kills=self.kills.recorded(),
+            other_terminations=self.kills.others(),
         )
         seen = Seen(
             generation,
@@ -212,6 +215,7 @@ class InvestigationRunner:
             snapshots=self.runs.count or (count if isinstance(count, int) else 0),
             summary=previous.get("summary"),
             oom_kills=self.kills.recorded(),
+            other_terminations=self.kills.others(),
         )
 
     async def _retention(self, archive: Archive, spec: InvestigationSpec) -> None:

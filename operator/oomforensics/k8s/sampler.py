@@ -61,6 +61,12 @@ class Sampler:
         self.working_sets: dict[ContainerRun, int] = {}  # the latest reading of each run
         self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
 
+    def last_sample(self, run: ContainerRun) -> MemorySample | None:
+        """The run's latest reading, while the run's state is kept (the kill recorder asks
+        when it notices the run's end, before the next run's first sample replaces it)."""
+        state = self._states.get(run)
+        return state.samples[-1] if state is not None and state.samples else None
+
     async def sample_all(
         self,
         targets: Sequence[Target],

@@ -14,12 +14,14 @@ from typing import Any, Literal, get_args
 from oomforensics.analysis.comparison import Comparison
 from oomforensics.analysis.model import dominant_findings
 from oomforensics.analysis.units import format_signed
+from oomforensics.triggers.attribution import Attribution
 
 ConditionType = Literal["Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady"]
 ConditionStatus = Literal["True", "False", "Unknown"]  # as Kubernetes spells them
 CONDITION_TYPES: tuple[ConditionType, ...] = get_args(ConditionType)
 MAX_TARGETS = 100
 MAX_OOM_KILLS = 20
+MAX_OTHER_TERMINATIONS = 20
 MAX_PATH = 32
 
 
@@ -66,6 +68,9 @@ class TargetStatus:
 
 @dataclass(frozen=True, slots=True)
 class OomKillStatus:
+    """One container end in the status: an OOM kill (status.oomKills) or another end told
+    apart from one (status.otherTerminations); `attribution` says which and how sure."""
+
     pod: str
     uid: str
     container: str
@@ -73,8 +78,14 @@ class OomKillStatus:
     time: datetime
     exit_code: int
     pre_oom_snapshot: str | None
-    percent_of_limit: float | None
+    percent_of_limit: float | None  # of the last snapshot before the end
     summary: Mapping[str, Any] | None
+    attribution: Attribution | None = None  # None: recorded before kills were told apart
+
+    @property
+    def oom_killed(self) -> bool:
+        """An OOM kill (a status written before attributions listed only those)."""
+        return self.attribution is None or self.attribution.oom_killed
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -85,6 +96,8 @@ class OomKillStatus:
             "time": rfc3339(self.time),
             "exitCode": self.exit_code,
         }
+        if self.attribution is not None:
+            doc.update(self.attribution.to_json())
         if self.pre_oom_snapshot:
             doc["preOomSnapshot"] = self.pre_oom_snapshot
         if self.percent_of_limit is not None:
@@ -92,6 +105,27 @@ class OomKillStatus:
         if self.summary:
             doc["summary"] = dict(self.summary)
         return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> OomKillStatus | None:
+        """An entry of a previous status (kept across operator restarts); None for one that
+        cannot be read."""
+        try:
+            percent = doc.get("percentOfLimit")
+            return cls(
+                pod=str(doc["pod"]),
+                uid=str(doc.get("uid") or ""),
+                container=str(doc["container"]),
+                run=int(doc["run"]),
+                time=datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")),
+                exit_code=int(doc.get("exitCode") or 0),
+                pre_oom_snapshot=doc.get("preOomSnapshot"),
+                percent_of_limit=float(str(percent).rstrip("%")) if percent else None,
+                summary=doc.get("summary"),
+                attribution=Attribution.from_json(doc) if "ending" in doc else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 def rfc3339(moment: datetime) -> str:
@@ -207,8 +241,13 @@ def build_status(
     oom_kills: Sequence[OomKillStatus],
     now: datetime,
     archive: str | None = None,
+    other_terminations: Sequence[OomKillStatus] = (),
 ) -> dict[str, Any]:
     """The whole status, ready for a merge patch of `.status`.
+
+    `oom_kills` are the ends the kernel's OOM killer made; `other_terminations` the ends told
+    apart from them (a SIGKILL from outside, SIGTERM, an eviction, an OOMKilled reason the
+    exit code contradicts): status.otherTerminations, absent while there is none.
 
     `archive` is the URL the snapshots go to (never credentials): with the operator's default
     storage it is the only place a user (`oomforensics fetch NS/NAME`) can learn it from.
@@ -232,6 +271,10 @@ def build_status(
         status["snapshots"]["lastReason"] = last_snapshot_reason
     if summary is not None:
         status["summary"] = dict(summary)
+    if other_terminations:
+        status["otherTerminations"] = [
+            t.to_json() for t in other_terminations[-MAX_OTHER_TERMINATIONS:]
+        ]
     if archive:
         status["archive"] = archive
     return status

@@ -74,6 +74,7 @@ class StatusWriter:
             last_snapshot_reason=last.reason if last else None,
             summary=seen.observation.summary,
             oom_kills=seen.observation.oom_kills,
+            other_terminations=seen.observation.other_terminations,
             now=datetime.now(UTC),
             archive=seen.archive_url or previous.get("archive"),
         )

@@ -60,6 +60,8 @@ def essential_pod(pod: Mapping[str, Any]) -> JSON:
         },
         "status": {
             "podIP": status.get("podIP"),
+            # An eviction's (or node shutdown's) word, which tells kills apart (kills.py).
+            **{k: status[k] for k in ("phase", "reason", "message") if k in status},
             "containerStatuses": [
                 {k: c[k] for k in _STATUS_FIELDS if k in c}
                 for c in status.get("containerStatuses") or []

@@ -19,6 +19,7 @@ from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.trend import snapshot_time
 from oomforensics.pprof.errors import ProfileError
 from oomforensics.report.flame import DEFAULT_MIN_SHARE, FlameGraph, diff_flame_graph
+from oomforensics.triggers.attribution import Attribution
 from oomforensics.triggers.end_of_run import RUN_RECORDS, EndOfRun, InvalidEndOfRun
 
 DEFAULT_THRESHOLDS = (80, 90, 95)
@@ -109,6 +110,7 @@ class RunEnd:
     working_set: int | None = None  # the last working set seen before the end
     pre_oom_snapshot: str | None = None
     limit: int | None = None  # the container's memory limit, as the run's record has it
+    attribution: Attribution | None = None  # how the operator told this end apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +348,7 @@ def _run_end(evidence: RunEvidence, notes: list[str], restarted: bool) -> RunEnd
             working_set=record.last_working_set_bytes,
             pre_oom_snapshot=pre.rstrip("/").rsplit("/", 1)[-1] if pre else None,
             limit=record.limit_bytes,
+            attribution=record.attribution,
         )
     if restarted:
         return RunEnd(

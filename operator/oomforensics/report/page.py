@@ -93,8 +93,13 @@ def end_label(run: RunReport) -> str:
     end = run.timeline.end
     if end is None:
         return "running or unknown"
+    told = end.attribution
+    how = f" ({told.cause.value}, confidence {told.confidence.value})" if told else ""
     if end.kind == "oom-kill":
-        return "OOM kill" + (f" at {clock(end.time)}" if end.time is not None else "")
+        return "OOM kill" + (f" at {clock(end.time)}" if end.time is not None else "") + how
+    if told is not None:  # an end the operator told apart from an OOM kill
+        code = f", exit code {end.exit_code}" if end.exit_code is not None else ""
+        return f"{told.ending.value}{code}{how}: not an OOM kill"
     if end.kind == "exit":
         return "exited" + (f" (exit code {end.exit_code})" if end.exit_code is not None else "")
     return "restarted"
@@ -122,6 +127,16 @@ def _facts(run: RunReport) -> list[tuple[str, str]]:
     ]
     if run.timeline.end is not None:
         facts.append(("how it ended", run.timeline.end.message))
+        told = run.timeline.end.attribution
+        if told is not None and told.last_reading is not None:
+            last = told.last_reading
+            share = f" ({last.percent_of_limit:.1f}% of the limit)" if last.percent_of_limit else ""
+            when = (
+                f", {last.seconds_before:.0f} s before the end"
+                if last.seconds_before is not None
+                else ""
+            )
+            facts.append(("last reading", f"{bytes_or_dash(last.working_set)}{share}{when}"))
     return facts
 
 
