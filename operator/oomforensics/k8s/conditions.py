@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from oomforensics.k8s.api import JSON
-from oomforensics.k8s.status import Condition, OomKillStatus, summary_leak_status
+from oomforensics.k8s.status import (
+    Condition,
+    ConditionStatus,
+    OomKillStatus,
+    summary_leak_status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +32,15 @@ class Observation:
     summary_error: str | None = None
     oom_kills: tuple[OomKillStatus, ...] = ()
     other_terminations: tuple[OomKillStatus, ...] = ()  # ends told apart from OOM kills
+    # NotificationsDelivered as the notifier decides it (status, reason, message); None when
+    # no sink is configured: then the condition is not there at all.
+    notifications: tuple[str, str, str] | None = None
 
 
 def decide_conditions(obs: Observation) -> list[Condition]:
-    """Ready, Capturing, LeakSuspected, OOMObserved, StorageReady, with actionable reasons."""
+    """Ready, Capturing, LeakSuspected, OOMObserved, StorageReady, with actionable reasons;
+    NotificationsDelivered when sinks are configured (a failing sink is no reason for Ready
+    False: the evidence is still taken and kept)."""
     if obs.storage_error is not None:
         storage = Condition("StorageReady", "False", *obs.storage_error)
     elif obs.storage_used:
@@ -113,7 +123,15 @@ def decide_conditions(obs: Observation) -> list[Condition]:
             "Investigating",
             f"{obs.targets} container(s) watched, {obs.snapshots} snapshot(s) stored",
         )
-    return [ready, capturing, leak_condition, oom, storage]
+    conditions = [ready, capturing, leak_condition, oom, storage]
+    if obs.notifications is not None:
+        status, reason, message = obs.notifications
+        conditions.append(Condition("NotificationsDelivered", _status(status), reason, message))
+    return conditions
+
+
+def _status(value: str) -> ConditionStatus:
+    return "True" if value == "True" else "False" if value == "False" else "Unknown"
 
 
 def _leak_condition(summary: Mapping[str, Any]) -> Condition:

@@ -136,7 +136,9 @@ async def investigate(
         await stopped.wait(delay)
         if stopped:
             return
-    runner = InvestigationRunner(memo.services, namespace, name, uid, created)
+    runner = InvestigationRunner(
+        memo.services, namespace, name, uid, created, default_notify=memo.services.settings.notify
+    )
     memo.runners[(namespace, name)] = runner
     try:
         await run_investigation(
@@ -146,6 +148,7 @@ async def investigate(
             stopped,
         )
     finally:
+        await runner.aclose()
         if memo.runners.get((namespace, name)) is runner:
             del memo.runners[(namespace, name)]
             metrics.forget_investigation(namespace, name)

@@ -9,7 +9,9 @@ with one merge patch:
 - `Capturer` (capturer.py): captures with backoff, recorded through the spool;
 - `RunLedger` (runs.py): the snapshots of each run, rebuilt from the archive after a restart;
 - `Summariser` (summary.py): the run's series (baseline and latest snapshots) judged off the loop;
-- `StorageHealth` (storage.py), retention here; `StatusWriter` (status_writer.py).
+- `StorageHealth` (storage.py), retention here; `StatusWriter` (status_writer.py);
+- `Notifier` (notifier.py): the kills and suspected leaks told to spec.notify's sinks, in a
+  task of its own (a sink never delays a pass).
 
 They talk to the world through `Services` (services.py), which tests fake. Nothing a user can
 get wrong raises: it ends up as a condition reason and message.
@@ -32,10 +34,11 @@ from oomforensics.k8s.capturer import Capturer
 from oomforensics.k8s.conditions import Observation
 from oomforensics.k8s.events import Events
 from oomforensics.k8s.kills import KillRecorder
+from oomforensics.k8s.notifier import Notifier
 from oomforensics.k8s.runs import RunLedger
 from oomforensics.k8s.sampler import Sampler
 from oomforensics.k8s.services import Services, StorageProblem
-from oomforensics.k8s.spec import InvalidSpec, InvestigationSpec, parse_spec
+from oomforensics.k8s.spec import InvalidSpec, InvestigationSpec, NotifySpec, parse_spec
 from oomforensics.k8s.status import TargetStatus
 from oomforensics.k8s.status_writer import Seen, StatusWriter
 from oomforensics.k8s.storage import StorageFailure, StorageHealth
@@ -61,6 +64,7 @@ class InvestigationRunner:
         created_at: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,  # for the status writer's pacing
+        default_notify: NotifySpec | None = None,  # the operator's sinks (OOMF_NOTIFY)
     ) -> None:
         self.services = services
         self.namespace = namespace
@@ -80,6 +84,8 @@ class InvestigationRunner:
             namespace, since, self.runs, self.summariser, events, self.sampler.last_sample
         )
         self.status = StatusWriter(services, namespace, name, clock)
+        self.notifier = Notifier(services, namespace, name, uid, events)
+        self.default_notify = default_notify
         self._last_retention = 0.0
         self._last_delay = 1.0  # seconds to this pass from the previous one, as it asked
 
@@ -104,13 +110,17 @@ class InvestigationRunner:
         previous = self.status.previous(body)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         self.kills.load(previous)
+        self.notifier.load(previous)
+        notifications = self.notifier.status()
         try:
             spec = parse_spec(body.get("spec") or {})
         except InvalidSpec as exc:
-            await self.status.write(Seen(generation, self._idle(previous, str(exc))), previous)
+            idle = Seen(generation, self._idle(previous, str(exc)), notifications=notifications)
+            await self.status.write(idle, previous)
             return INVALID_SPEC_RETRY
         if spec.suspend:  # paused: the evidence (summary, kills, counts) stays in the status
-            await self.status.write(Seen(generation, self._idle(previous, None)), previous)
+            idle = Seen(generation, self._idle(previous, None), notifications=notifications)
+            await self.status.write(idle, previous)
             return spec.sampling_interval
         self.spec = spec
         seen, delay = await self._observe(spec, pods, generation)
@@ -140,6 +150,13 @@ class InvestigationRunner:
             summary, summary_error = await self._summary(archive, spec)
             await self._retention(archive, spec)
             snapshots = await self.runs.counted(archive, self.namespace)
+        # Cheap, no I/O: the due events are delivered by the notifier's own task.
+        self.notifier.observe(
+            spec.notify if spec.notify is not None else self.default_notify,
+            self.kills.recorded(),
+            summary,
+            self.storage.archive_url,
+        )
         observation = Observation(
             storage_error=storage_error.pair() if storage_error else None,
             storage_used=self.storage.used,
@@ -152,6 +169,7 @@ class InvestigationRunner:
             summary_error=summary_error,
             oom_kills=self.kills.recorded(),
             other_terminations=self.kills.others(),
+            notifications=self.notifier.condition(),
         )
         seen = Seen(
             generation,
@@ -159,6 +177,7 @@ class InvestigationRunner:
             targets=[self._target_status(t) for t in targets],
             last_capture=self.capturer.last,
             archive_url=self.storage.archive_url,
+            notifications=self.notifier.status(),
         )
         return seen, delay
 
@@ -216,7 +235,12 @@ class InvestigationRunner:
             summary=previous.get("summary"),
             oom_kills=self.kills.recorded(),
             other_terminations=self.kills.others(),
+            notifications=self.notifier.condition(),
         )
+
+    async def aclose(self) -> None:
+        """The daemon stops: delivery stops too (what waits is in the status's ledger)."""
+        await self.notifier.aclose()
 
     async def _retention(self, archive: Archive, spec: InvestigationSpec) -> None:
         """Apply spec.retention; baselines, latest and pre-OOM snapshots are never deleted."""

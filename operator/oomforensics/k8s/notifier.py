@@ -183,6 +183,12 @@ class Notifier:
                 self._deliver_until_done(), name=f"notify {self._namespace}/{self._name}"
             )
 
+    async def drained(self) -> None:
+        """Wait until nothing is left to deliver (the task ends then), for tests and tools."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
+
     async def aclose(self) -> None:
         """Stop delivering (the investigation's daemon stops); what waits stays in the ledger."""
         task, self._task = self._task, None
@@ -310,6 +316,7 @@ class Notifier:
 def kill_notification(investigation: InvestigationRef, kill: OomKillStatus) -> Notification:
     """An OOM kill as status.oomKills has it: the pre-OOM snapshot and the run's verdict."""
     summary = kill.summary or {}
+    told = kill.attribution
     facts = OomKillFacts(
         run=RunRef(kill.pod, kill.uid, kill.container, kill.run),
         time=kill.time,
@@ -320,6 +327,9 @@ def kill_notification(investigation: InvestigationRef, kill: OomKillStatus) -> N
         suspect=_text(summary.get("suspect")),
         classification=_text(summary.get("classification")),
         heap_growth=_text(summary.get("heapGrowth")),
+        cause=told.cause.value if told is not None else None,
+        confidence=told.confidence.value if told is not None else None,
+        evidence=told.evidence if told is not None else None,
     )
     return Notification(NotificationKind.OOM_KILLED, investigation, facts)
 

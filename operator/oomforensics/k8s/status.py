@@ -16,7 +16,9 @@ from oomforensics.analysis.model import dominant_findings
 from oomforensics.analysis.units import format_signed
 from oomforensics.triggers.attribution import Attribution
 
-ConditionType = Literal["Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady"]
+ConditionType = Literal[
+    "Ready", "Capturing", "LeakSuspected", "OOMObserved", "StorageReady", "NotificationsDelivered"
+]
 ConditionStatus = Literal["True", "False", "Unknown"]  # as Kubernetes spells them
 CONDITION_TYPES: tuple[ConditionType, ...] = get_args(ConditionType)
 MAX_TARGETS = 100

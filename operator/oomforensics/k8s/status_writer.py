@@ -36,6 +36,7 @@ class Seen:
     targets: Sequence[TargetStatus] = ()
     last_capture: LastCapture | None = None
     archive_url: str | None = None
+    notifications: Mapping[str, Any] | None = None  # what each sink got (k8s/notifier.py)
 
 
 class StatusWriter:
@@ -78,6 +79,8 @@ class StatusWriter:
             now=datetime.now(UTC),
             archive=seen.archive_url or previous.get("archive"),
         )
+        if seen.notifications is not None:
+            status["notifications"] = dict(seen.notifications)
         if dict(previous) == status:
             return
         if (

@@ -106,6 +106,10 @@ class OomKillFacts:
     suspect: str | None = None
     classification: str | None = None
     heap_growth: str | None = None
+    # How the operator knows it was the container's own limit (triggers/attribution.py).
+    cause: str | None = None
+    confidence: str | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,9 @@ class Notification:
                 suspect=facts.suspect,
                 classification=facts.classification,
                 heapGrowth=facts.heap_growth,
+                cause=facts.cause,
+                confidence=facts.confidence,
+                evidence=facts.evidence,
                 fetch=fetch_command(inv, oom=-1),
                 fetchRun=fetch_command(inv, run=run),
             )
@@ -264,6 +271,9 @@ def slack_message(notification: Notification) -> dict[str, Any]:
         ]
         if facts.suspect:
             fields.append(("Suspect", _code(facts.suspect)))
+        if facts.cause:
+            sure = f", confidence {facts.confidence}" if facts.confidence else ""
+            fields.append(("Cause", f"{facts.cause}{sure}"))
         verdict = facts.verdict or "No verdict: the run has fewer than two snapshots."
         command = fetch_command(inv, oom=-1)
         summary = f"{notification.title}: {percent} at the last snapshot. {verdict}"
