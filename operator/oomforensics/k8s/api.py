@@ -169,10 +169,13 @@ class KubeApi:
             raise ApiFailure.of(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
         if response.status_code >= 400:
             record_api_error(method, response.status_code)
+            # A Status object's message, else the text (the API server answers a path nothing
+            # serves with "404 page not found\n" as text/plain): one line either way.
+            text = response.text[:300].strip()
             try:
-                message = str(response.json().get("message") or response.text[:300])
+                message = str(response.json().get("message") or text)
             except ValueError:
-                message = response.text[:300]
+                message = text
             raise ApiFailure.of(response.status_code, f"{method} {path}: {message}")
         return response
 
