@@ -38,8 +38,12 @@ def operator_kubeconfig(
     *,
     watch_namespaces: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
+    without_api_groups: Sequence[str] = (),
 ) -> tuple[Path, str]:
     """Apply the chart's RBAC, request a token for its ServiceAccount, write a kubeconfig.
+
+    `without_api_groups`: the rendered rules on these API groups are left out (a test of
+    what the operator does when the real authorizer refuses them).
 
     Returns the kubeconfig and the account's user name (system:serviceaccount:NS:NAME).
     """
@@ -47,6 +51,8 @@ def operator_kubeconfig(
     for namespace in watch_namespaces:
         kube.ensure_namespace(namespace)
     docs = chart_rbac(watch_namespaces, values)
+    if without_api_groups:
+        docs = [_without(doc, without_api_groups) for doc in docs]
     kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     (account,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
     with kube.http() as http:
@@ -77,3 +83,11 @@ def operator_kubeconfig(
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
     return path, f"system:serviceaccount:{NAMESPACE}:{account}"
+
+
+def _without(doc: dict[str, Any], api_groups: Sequence[str]) -> dict[str, Any]:
+    """A Role or ClusterRole without its rules on `api_groups` (other kinds unchanged)."""
+    if doc["kind"] not in ("Role", "ClusterRole"):
+        return doc
+    rules = [r for r in doc.get("rules") or [] if not set(r["apiGroups"]) & set(api_groups)]
+    return {**doc, "rules": rules}
