@@ -87,6 +87,7 @@ def test_defaults_a_hardened_single_operator_watching_every_namespace() -> None:
         "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
+        "Service",  # /metrics (test_chart_metrics.py)
         "ServiceAccount",
     ]
     spec = deployment()["spec"]
@@ -127,7 +128,8 @@ def test_every_value_reaches_the_operator_settings() -> None:
     args = build_parser().parse_args(["run", *container["args"]])
     assert args.verbose and args.liveness == "http://0.0.0.0:9090/healthz"
     assert container["livenessProbe"]["httpGet"]["port"] == "liveness"
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"liveness": 9090}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"liveness": 9090, "metrics": 8000}
     env = environment(container)
     settings = OperatorSettings.from_env(env)
     assert settings.namespaces == ("payments", "search")
