@@ -183,18 +183,21 @@ def shared_cluster(directory: Path = TEST_CLUSTER_DIR) -> Iterator[KubeCluster]:
             f"the test cluster's binaries are missing ({', '.join(missing)}): {KUBE_HINT}"
         )
     directory.mkdir(parents=True, exist_ok=True)
+    # Two locks: `sessions.lock` is held shared for the session's life (so no session takes
+    # the cluster down under another: the last to leave gets it exclusively), `up.lock`
+    # exclusively while starting it (so two sessions never start it at once). Waiting for the
+    # exclusive sessions lock to start the cluster would wait for every other session to end.
     with (directory / "sessions.lock").open("a") as lock:
-        # Exclusive while bringing it up, so two sessions never start it at once; then shared
-        # for the session's life, so no other session takes it down underneath this one.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_SH)  # blocks only while a leaving session stops it
         try:
-            if not (directory / "ports.env").is_file() or not cluster_running(directory):
-                (directory / STARTED_BY_TESTS).touch()
-            cluster = cluster_up(directory)
+            with (directory / "up.lock").open("a") as starting:
+                fcntl.flock(starting, fcntl.LOCK_EX)
+                if not (directory / "ports.env").is_file() or not cluster_running(directory):
+                    (directory / STARTED_BY_TESTS).touch()
+                cluster = cluster_up(directory)
         except RuntimeError as exc:
             fcntl.flock(lock, fcntl.LOCK_UN)
             raise ClusterUnavailable(str(exc)) from exc
-        fcntl.flock(lock, fcntl.LOCK_SH)
         try:
             yield cluster
         finally:
@@ -216,7 +219,7 @@ def kube_fixture() -> Iterator[KubeCluster]:
 def _leave(lock: Any, directory: Path = TEST_CLUSTER_DIR) -> None:
     """Stop the cluster if this is the last session using it and a test session started it."""
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no other session holds it shared
     except BlockingIOError:
         return  # another session still uses it: the last to leave decides
     marker = directory / STARTED_BY_TESTS
