@@ -1,33 +1,41 @@
 """Benchmark: one operator process, 1,000 pods under 100 MemoryInvestigations.
 
-The test cluster (tests/support/cluster): the real API server (etcd + apiextensions-apiserver)
-for the custom resources behind the front, which serves pods and PodMetrics from its store.
-The operator runs as its own process, `oomforensics run -A`, configured as in a cluster
-(KUBECONFIG to the front, OOMF_STORAGE_URL to S3 on moto, OOMF_SPOOL_DIR).
+On the real test cluster (hack/cluster: kube-apiserver with RBAC, controller-manager,
+scheduler, metrics-server; shared with the test sessions through tests/support/kube's
+shared_cluster()). The operator runs as its own process, `oomforensics run`, as the chart's
+ServiceAccount with the chart's rendered RBAC (a token from the TokenRequest API), watching
+the benchmark's own namespace, with OOMF_STORAGE_URL to S3 on moto and OOMF_SPOOL_DIR.
 
-- Pods are objects put in the front's store (not processes): `--namespaces` namespaces,
-  `--pods` pods spread over them, `--investigations` investigations each selecting the same
-  number of pods by label. Their status says Running with podIP 127.0.0.1 and a container
-  port that is one of `--fixtures` real leaky Go fixture processes (`-mode steady`): captures
-  fetch real profiles; pods share the processes.
-- PodMetrics: every pod gets an emulated working set (35-60 % of its 256 MiB limit) in
-  `front.metrics`, republished every 15 s with a small drift, as metrics-server would.
+- Pods are real Pod objects created by the benchmark as the admin: `--pods` pods in
+  `--namespaces` namespaces of the run's own (one by default), `--investigations`
+  investigations each selecting the same number of pods by label. 1,000 real pods do not fit
+  on the one 2-core node, so they are bound to the Node `scale-node`, which no kubelet runs:
+  benchmarks/scale_node.py registers it, renews its Lease and writes each pod's status
+  through pods/status as the kubelet would (Running, hostNetwork podIP 127.0.0.1, a port
+  each). That is the only emulated part.
+- Endpoints: one small server of the benchmark's listens on every pod's port; /debug/pprof/*
+  goes to one of `--fixtures` real leaky Go fixture processes (`-mode steady`), so captures
+  fetch real profiles; /metrics is a fixture's page with process_resident_memory_bytes set to
+  the pod's emulated working set (35-60 % of its 256 MiB limit, drifting every 15 s).
+  metrics-server reports none of these pods (no kubelet to scrape), so the operator reads
+  each target's /metrics (operator/oomforensics/k8s/sampler.py), as it does without a
+  metrics API.
 - Threshold crossings: at times spread over the run, `--crossings` pods (in different
   investigations) jump to 85 % of their limit. The lag is measured from that moment to the
   threshold snapshot being listed in S3 and to it showing in the investigation's status
-  (both polled every 0.25 s, S3 directly and the status from the real API server, so these
-  polls are not operator API calls).
+  (both polled every 0.25 s, S3 directly and the status as the admin, so these polls are not
+  operator API calls).
 - The operator process is sampled every second from /proc: CPU (utime + stime) and RSS.
-- API requests per minute by verb and resource come from `front.calls` (the operator is the
-  only client of the front once it runs; the benchmark writes to the store directly).
+- API requests per minute by verb and resource come from the real API server's audit log,
+  the operator's ServiceAccount only (each request once, at the time it was received).
 
-Targets: RSS under 200 MiB, under 10 % of one core on average, no per-pod polling (no GET of
-a single pod or PodMetrics; PodMetrics listed per namespace). `--py-spy PATH` records a
-py-spy profile of the operator for the whole run (top functions in the output). Results go to
-the `<!-- bench:scale -->` section of benchmarks/RESULTS.md.
+Targets: RSS under 200 MiB, under 10 % of one core on average, no per-pod polling of the API
+(no GET of a single pod or PodMetrics; PodMetrics listed per namespace). `--py-spy PATH`
+records a py-spy profile of the operator for the whole run (top functions in the output).
+Results go to the `<!-- bench:scale -->` section of benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_scale.py [--pods 1000] [--investigations 100]
-        [--namespaces 10] [--duration 600] [--fixtures 5] [--crossings 5] [--no-write]
+        [--namespaces 1] [--duration 600] [--fixtures 5] [--crossings 5] [--no-write]
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
+import json
 import math
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -60,17 +71,24 @@ if str(ROOT) not in sys.path:  # tests.support (the cluster, moto) lives at the 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 from bench_analysis import machine_line, update_results  # noqa: E402
+from scale_node import (  # noqa: E402
+    MERGE_PATCH,
+    NODE_NAME,
+    NodeBusy,
+    PodEndpoints,
+    ScaleNode,
+    bounded,
+)
 
 from oomforensics.archive.store import Archive, ArchiveError  # noqa: E402
 from tests.deploy.dockerfile import stages  # noqa: E402
-from tests.support.apiserver import ApiServerProcess  # noqa: E402
-from tests.support.cluster import (  # noqa: E402
-    EVENTS,
-    NAMESPACES,
-    PODS,
-    ClusterFront,
-    ContainerUsage,
+from tests.support.kube.cluster import (  # noqa: E402
+    ClusterUnavailable,
+    KubeCluster,
+    shared_cluster,
 )
+from tests.support.kube.images import image_name  # noqa: E402
+from tests.support.kube.operator_access import operator_kubeconfig  # noqa: E402
 from tests.support.leaky import FIXTURE_BIN, LeakyService  # noqa: E402
 from tests.support.moto import MotoServer  # noqa: E402
 
@@ -82,18 +100,28 @@ GROUP_PATH = "/apis/oomforensics.io/v1alpha1"
 MiB = 2**20
 LIMIT = 256 * MiB
 CROSSING = 0.85  # share of the limit a crossing pod jumps to
-METRICS_PERIOD = 15.0  # metrics-server's usual resolution
+DRIFT_PERIOD = 15.0  # the working sets move at metrics-server's usual resolution
 TICK = 1.0  # /proc sampling period
 TARGET_RSS = 200 * MiB
 TARGET_CPU = 10.0  # percent of one core, on average
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+IMAGE = image_name("leaky")
+# What the real kubelet reports for an image imported into containerd (a sha256 config id).
+IMAGE_ID = "sha256:" + "0" * 64
+SETUP_CONCURRENCY = 16  # the admin's requests in flight while creating the pods
 
 
 # --- the cluster -----------------------------------------------------------------------------
 
 
+def namespaces(args: argparse.Namespace) -> list[str]:
+    if args.namespaces == 1:
+        return [str(args.prefix)]
+    return [f"{args.prefix}-{n}" for n in range(args.namespaces)]
+
+
 def namespace_of(pod_index: int, args: argparse.Namespace) -> str:
-    return f"bench-{pod_index % args.namespaces}"
+    return namespaces(args)[pod_index % int(args.namespaces)]
 
 
 def investigation_of(pod_index: int, args: argparse.Namespace) -> str:
@@ -102,6 +130,8 @@ def investigation_of(pod_index: int, args: argparse.Namespace) -> str:
 
 
 def pod_body(index: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
+    """A leaky fixture's pod as the tests write them for the real node (hostNetwork, a port
+    of its own), bound to the emulated node by name, so the scheduler has nothing to do."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -111,41 +141,22 @@ def pod_body(index: int, args: argparse.Namespace, port: int) -> dict[str, Any]:
             "labels": {"app": "bench", "investigation": investigation_of(index, args)},
         },
         "spec": {
-            "nodeName": "node-1",
+            "nodeName": NODE_NAME,
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 5,
             "containers": [
                 {
                     "name": "app",
-                    "image": "registry.test/oomforensics/leaky:v1",
+                    "image": IMAGE,
+                    "imagePullPolicy": "Never",
+                    "args": ["-mode", "steady", "-listen", f"127.0.0.1:{port}"],
                     "resources": {"limits": {"memory": f"{LIMIT // MiB}Mi"}},
                     "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
                 }
             ],
         },
-    }
-
-
-def running_status(pod: dict[str, Any]) -> None:
-    started = datetime.datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pod["status"] = {
-        "phase": "Running",
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "hostIP": "127.0.0.1",
-        "podIP": "127.0.0.1",
-        "podIPs": [{"ip": "127.0.0.1"}],
-        "startTime": started,
-        "qosClass": "Burstable",
-        "containerStatuses": [
-            {
-                "name": "app",
-                "image": "registry.test/oomforensics/leaky:v1",
-                "imageID": "registry.test/oomforensics/leaky@sha256:0",
-                "containerID": f"containerd://{os.urandom(8).hex()}",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": started}},
-            }
-        ],
     }
 
 
@@ -169,35 +180,36 @@ class Crossing:
     pod: str
     namespace: str
     investigation: str
-    at: float = math.nan  # wall clock: metrics raised
+    index: int  # the pod's index (its endpoint)
+    at: float = math.nan  # wall clock: working set raised
     captured_at: float = math.nan  # the snapshot key's time (capture started)
     in_archive: float = math.nan  # first seen listed in S3
     in_status: float = math.nan  # first seen in the investigation's status
     reason: str = ""
-    before: str = ""  # the target's lastSnapshot in the status when the metrics rose
+    before: str = ""  # the target's lastSnapshot in the status when the memory rose
 
 
 class Board:
-    """The emulated working sets, republished every METRICS_PERIOD like metrics-server."""
+    """The emulated working sets each pod's /metrics serves, moved every DRIFT_PERIOD."""
 
-    def __init__(self, front: ClusterFront, pods: list[tuple[str, str]], seed: int = 1) -> None:
-        self.front = front
+    def __init__(self, endpoints: PodEndpoints, seed: int = 1) -> None:
+        self.endpoints = endpoints
         self.rng = random.Random(seed)
-        self.levels = {pod: self.rng.uniform(0.35, 0.6) for pod in pods}
-        self.raised: set[tuple[str, str]] = set()
+        self.shares = [self.rng.uniform(0.35, 0.6) for _ in range(endpoints.count)]
+        self.raised: set[int] = set()
+        self.publish()
 
-    def publish(self, only: Sequence[tuple[str, str]] | None = None) -> None:
-        for namespace, name in only or list(self.levels):
-            if (namespace, name) not in self.raised:  # drift +-1 % of the limit, bounded
-                level = self.levels[(namespace, name)] + self.rng.uniform(-0.01, 0.01)
-                self.levels[(namespace, name)] = min(0.65, max(0.3, level))
-            usage = ContainerUsage(int(self.levels[(namespace, name)] * LIMIT))
-            self.front.metrics.publish(namespace, name, {"app": usage}, METRICS_PERIOD)
+    def publish(self) -> None:
+        for index, share in enumerate(self.shares):
+            if index not in self.raised:  # drift +-1 % of the limit, bounded
+                share = min(0.65, max(0.3, share + self.rng.uniform(-0.01, 0.01)))
+                self.shares[index] = share
+            self.endpoints.levels[index] = int(share * LIMIT)
 
-    def raise_to(self, namespace: str, name: str, share: float) -> None:
-        self.raised.add((namespace, name))
-        self.levels[(namespace, name)] = share
-        self.publish([(namespace, name)])
+    def raise_to(self, index: int, share: float) -> None:
+        self.raised.add(index)
+        self.shares[index] = share
+        self.endpoints.levels[index] = int(share * LIMIT)
 
 
 # --- the operator process --------------------------------------------------------------------
@@ -229,20 +241,27 @@ def image_malloc_settings() -> dict[str, str]:
 
 @contextlib.contextmanager
 def operator_process(
-    front: ClusterFront, s3: MotoServer, spool: Path, log: Path, verbose: bool
+    kubeconfig: Path,
+    watched: Sequence[str],
+    s3: MotoServer,
+    spool: Path,
+    log: Path,
+    verbose: bool,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """`oomforensics run` as the chart's Deployment configures it: the ServiceAccount's
+    kubeconfig, the watched namespaces in OOMF_NAMESPACES, S3 on moto, the image's malloc."""
     env = dict(
         os.environ,
-        KUBECONFIG=str(front.kubeconfig),
+        KUBECONFIG=str(kubeconfig),
+        OOMF_NAMESPACES=",".join(watched),
         OOMF_STORAGE_URL=s3.archive_url("bench-scale"),
         OOMF_STORAGE_OPTIONS=",".join(f"{k}={v}" for k, v in s3.options.items()),
         AWS_ACCESS_KEY_ID=s3.credentials["access_key_id"],
         AWS_SECRET_ACCESS_KEY=s3.credentials["secret_access_key"],
         OOMF_SPOOL_DIR=str(spool),
     )
-    env.pop("OOMF_NAMESPACES", None)
     env.update(image_malloc_settings())
-    command = [str(Path(sys.executable).with_name("oomforensics")), "run", "-A"]
+    command = [str(Path(sys.executable).with_name("oomforensics")), "run"]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command + (["-v"] if verbose else []),
@@ -270,53 +289,132 @@ def operator_process(
 class Outcome:
     samples: list[Sample] = field(default_factory=list)
     minutes: list[Counter[tuple[str, str]]] = field(default_factory=list)
+    target_minutes: list[Counter[str]] = field(default_factory=list)  # endpoint paths
     crossings: list[Crossing] = field(default_factory=list)
     per_pod_gets: int = 0
     metrics_lists: int = 0
+    forbidden: Counter[tuple[str, str]] = field(default_factory=Counter)  # 403s, by call
     baseline_done_at: float = math.nan  # seconds after start: every pod had its baseline
+    setup_seconds: float = math.nan  # creating the pods and writing their status
     snapshots: int = 0
     exit_code: int | None = None
     profile: str = ""
     events: Counter[str] = field(default_factory=Counter)  # Events posted, by reason
     errors: Counter[str] = field(default_factory=Counter)  # targets' lastError at the end
+    endpoint_errors: Counter[str] = field(default_factory=Counter)  # fixtures unreachable
+    lease_renewals: int = 0
+    node_ready_at_end: str = ""
+    cleanup: str = ""
 
 
-def call_key(call: Any) -> tuple[str, str]:
-    resource = call.resource + (f"/{call.subresource}" if call.subresource else "")
-    if call.api_group:
-        resource = f"{resource}.{call.api_group}"
-    return call.verb, resource or call.path
+def call_key(event: dict[str, Any]) -> tuple[str, str]:
+    """(verb, resource[/subresource][.group]) of an audit event, or its path (discovery)."""
+    ref = event.get("objectRef") or {}
+    resource = str(ref.get("resource") or "")
+    if resource and ref.get("subresource"):
+        resource += f"/{ref['subresource']}"
+    if resource and ref.get("apiGroup"):
+        resource += f".{ref['apiGroup']}"
+    return str(event["verb"]), resource or str(event["requestURI"]).split("?", 1)[0]
+
+
+def operator_requests(
+    kube: KubeCluster, user: str, since: float, until: float
+) -> list[dict[str, Any]]:
+    """The operator's requests received in [since, until), each once (a watch is logged when
+    its response starts and again when it ends), oldest first, from the audit log."""
+    seen: dict[str, dict[str, Any]] = {}
+    for path in sorted((kube.directory / "logs").glob("audit*.log")):
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                if f'"{user}"' not in line:
+                    continue
+                event = json.loads(line)
+                if event["user"]["username"] != user or event["auditID"] in seen:
+                    continue
+                received = datetime.datetime.fromisoformat(
+                    event["requestReceivedTimestamp"].replace("Z", "+00:00")
+                ).timestamp()
+                if since <= received < until:
+                    event["received"] = received
+                    seen[event["auditID"]] = event
+    return sorted(seen.values(), key=lambda e: float(e["received"]))
+
+
+def count_requests(
+    outcome: Outcome,
+    events: list[dict[str, Any]],
+    endpoints: PodEndpoints,
+    start: float,
+    end: float,
+) -> None:
+    minutes = max(1, math.ceil(round(end - start) / 60))  # 600.2 s: ten minutes
+    outcome.minutes = [Counter() for _ in range(minutes)]
+    for event in events:
+        key = call_key(event)
+        outcome.minutes[min(minutes - 1, int((event["received"] - start) // 60))][key] += 1
+        code = (event.get("responseStatus") or {}).get("code")
+        if code == 403:
+            outcome.forbidden[key] += 1
+
+    def ref(event: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = event.get("objectRef") or {}
+        return found
+
+    outcome.per_pod_gets = sum(
+        1
+        for e in events
+        if e["verb"] == "get"
+        and ref(e).get("resource") == "pods"
+        and ref(e).get("name")
+        and not ref(e).get("subresource")
+    )
+    metrics = [e for e in events if ref(e).get("apiGroup") == "metrics.k8s.io"]
+    outcome.metrics_lists = sum(1 for e in metrics if e["verb"] == "list")
+    outcome.per_pod_gets += sum(1 for e in metrics if ref(e).get("name"))
+    outcome.target_minutes = [Counter() for _ in range(minutes)]
+    for at, path in endpoints.requests:
+        if start <= at < end:
+            outcome.target_minutes[min(minutes - 1, int((at - start) // 60))][path] += 1
+
+
+async def apply_crd(http: httpx.AsyncClient) -> None:
+    response = await http.post(CRDS, json=CRD)
+    if response.status_code == 409:  # keep the cluster's copy current, as the tests do
+        name = CRD["metadata"]["name"]
+        current = (await http.get(f"{CRDS}/{name}")).json()
+        version = {"resourceVersion": current["metadata"]["resourceVersion"]}
+        body = {**CRD, "metadata": {**CRD["metadata"], **version}}
+        response = await http.put(f"{CRDS}/{name}", json=body)
+    assert response.is_success, response.text
+    for _ in range(240):
+        if (await http.get(f"{GROUP_PATH}/memoryinvestigations")).status_code == 200:
+            return
+        await asyncio.sleep(0.25)
+    raise RuntimeError("the MemoryInvestigation resource was not served within 60 s")
 
 
 async def setup_cluster(
-    front: ClusterFront, args: argparse.Namespace, ports: list[int]
+    http: httpx.AsyncClient,
+    node: ScaleNode,
+    args: argparse.Namespace,
+    ports: list[int],
 ) -> list[tuple[str, str]]:
-    """The CRD, namespaces, investigations (API) and pods (store); returns (ns, pod)."""
-    upstream = front.upstream
-    assert upstream is not None
-    async with httpx.AsyncClient(base_url=front.url, timeout=60) as http:
-        response = await http.post(CRDS, json=CRD)
-        assert response.status_code in (201, 409), response.text
-        for _ in range(240):
-            if (await http.get(f"{GROUP_PATH}/memoryinvestigations")).status_code == 200:
-                break
-            await asyncio.sleep(0.25)
-        for n in range(args.namespaces):
-            front.store.create(NAMESPACES, {"metadata": {"name": f"bench-{n}"}})
-        for i in range(args.investigations):
-            namespace = f"bench-{i % args.namespaces}"
-            body = investigation_body(f"inv-{i}", namespace)
-            path = f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations"
-            answer = await http.post(path, json=body)
-            assert answer.status_code == 201, answer.text
-    pods = []
-    for index in range(args.pods):
-        body = pod_body(index, args, ports[index % len(ports)])
-        created = front.store.create(PODS, body)
-        meta = created["metadata"]
-        front.store.update(PODS, meta["namespace"], meta["name"], running_status, "status")
-        pods.append((meta["namespace"], meta["name"]))
-    return pods
+    """The CRD, investigations and pods (bound to the emulated node, Running); (ns, pod)."""
+    await apply_crd(http)
+    for i in range(args.investigations):
+        namespace = namespace_of(i, args)
+        body = investigation_body(f"inv-{i}", namespace)
+        answer = await http.post(
+            f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations", json=body
+        )
+        assert answer.status_code == 201, answer.text
+    bodies = [pod_body(index, args, ports[index]) for index in range(args.pods)]
+    jobs = [
+        functools.partial(node.run_pod, b["metadata"]["namespace"], b, IMAGE_ID) for b in bodies
+    ]
+    created = await bounded(jobs, SETUP_CONCURRENCY)
+    return [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in created]
 
 
 def check_layout(args: argparse.Namespace) -> None:
@@ -374,141 +472,182 @@ async def watch_crossing(
 
 async def drive(
     args: argparse.Namespace,
-    front: ClusterFront,
+    direct: httpx.AsyncClient,
     board: Board,
     pods: list[tuple[str, str]],
     archive: Archive,
     process: subprocess.Popen[bytes],
     outcome: Outcome,
-) -> None:
-    upstream = front.upstream
-    assert upstream is not None
+) -> tuple[float, float]:
+    """The measured run; returns its start and end, wall clock."""
     start = time.monotonic()
-    first_call = len(front.calls)
-    minute_mark = first_call
-    next_minute = start + 60
-    next_metrics = start + METRICS_PERIOD
+    start_wall = time.time()
+    args.load_start = os.getloadavg()[0]
+    next_drift = start + DRIFT_PERIOD
     rng = random.Random(2)
     chosen_investigations = rng.sample(range(args.investigations), args.crossings)
     for inv in chosen_investigations:
         index = next(i for i in range(args.pods) if i % args.investigations == inv)
         namespace, name = pods[index]
-        outcome.crossings.append(Crossing(name, namespace, f"inv-{inv}"))
-    # Crossings at 30 % ... 80 % of the run, not on the metrics cadence (+ 3.7 s offset).
+        outcome.crossings.append(Crossing(name, namespace, f"inv-{inv}", index))
+    # Crossings at 30 % ... 80 % of the run, not on the drift cadence (+ 3.7 s offset).
     times = [
         start + args.duration * (0.3 + 0.5 * k / max(1, args.crossings - 1)) + 3.7
         for k in range(args.crossings)
     ]
     watchers: list[asyncio.Task[None]] = []
     baseline_probe = start + 10
-    async with httpx.AsyncClient(
-        base_url=upstream.url, verify=upstream.ssl_context(), timeout=30
-    ) as direct:
-        while time.monotonic() - start < args.duration:
-            if process.poll() is not None:
-                outcome.exit_code = process.returncode
-                break
-            now = time.monotonic()
-            cpu, rss = read_proc(process.pid)
-            outcome.samples.append(Sample(now - start, cpu, rss))
-            if now >= next_metrics:
-                board.publish()
-                next_metrics += METRICS_PERIOD
-            for crossing, when in zip(outcome.crossings, times, strict=True):
-                if math.isnan(crossing.at) and now >= when:
-                    board.raise_to(crossing.namespace, crossing.pod, CROSSING)
-                    crossing.at = time.time()
-                    deadline = time.time() + max(120.0, args.duration)
-                    watchers.append(
-                        asyncio.create_task(watch_crossing(crossing, archive, direct, deadline))
-                    )
-            if now >= next_minute:
-                calls = front.calls[minute_mark:]
-                minute_mark += len(calls)
-                outcome.minutes.append(Counter(call_key(c) for c in calls))
-                next_minute += 60
-            if math.isnan(outcome.baseline_done_at) and now >= baseline_probe:
-                baseline_probe = now + 10
-                with contextlib.suppress(ArchiveError):
-                    outcome.snapshots = len(await archive.list_snapshots())
-                count = outcome.snapshots
-                if count >= len(pods):
-                    outcome.baseline_done_at = now - start
-            await asyncio.sleep(max(0.0, start + len(outcome.samples) * TICK - time.monotonic()))
-        # The last partial minute, scaled in the report by its length.
-        rest = front.calls[minute_mark:]
-        if rest:
-            outcome.minutes.append(Counter(call_key(c) for c in rest))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*watchers), 30 if watchers else 0.01)
-        for task in watchers:
-            task.cancel()
-    calls = front.calls[first_call:]
-    outcome.per_pod_gets = sum(
-        1
-        for c in calls
-        if c.verb == "get" and c.resource == "pods" and not c.subresource and c.name
+    while time.monotonic() - start < args.duration:
+        if process.poll() is not None:
+            outcome.exit_code = process.returncode
+            break
+        now = time.monotonic()
+        cpu, rss = read_proc(process.pid)
+        outcome.samples.append(Sample(now - start, cpu, rss))
+        if len(outcome.samples) % 10 == 1:  # the machine's load beside the figures
+            args.loads.append(os.getloadavg()[0])
+        if now >= next_drift:
+            board.publish()
+            next_drift += DRIFT_PERIOD
+        for crossing, when in zip(outcome.crossings, times, strict=True):
+            if math.isnan(crossing.at) and now >= when:
+                board.raise_to(crossing.index, CROSSING)
+                crossing.at = time.time()
+                deadline = time.time() + max(120.0, args.duration)
+                watchers.append(
+                    asyncio.create_task(watch_crossing(crossing, archive, direct, deadline))
+                )
+        if math.isnan(outcome.baseline_done_at) and now >= baseline_probe:
+            baseline_probe = now + 10
+            with contextlib.suppress(ArchiveError):
+                outcome.snapshots = len(await archive.list_snapshots())
+            if outcome.snapshots >= len(pods):
+                outcome.baseline_done_at = now - start
+        await asyncio.sleep(max(0.0, start + len(outcome.samples) * TICK - time.monotonic()))
+    end_wall = time.time()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*watchers), 30 if watchers else 0.01)
+    for task in watchers:
+        task.cancel()
+    return start_wall, end_wall
+
+
+async def final_state(
+    direct: httpx.AsyncClient, args: argparse.Namespace, outcome: Outcome
+) -> None:
+    """Events by reason and the targets' errors, as the admin reads them at the end."""
+    for namespace in namespaces(args):
+        listed = (await direct.get(f"/api/v1/namespaces/{namespace}/events")).json()
+        outcome.events.update(str(e.get("reason")) for e in listed.get("items") or [])
+        path = f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations"
+        for item in (await direct.get(path)).json().get("items") or []:
+            for target in (item.get("status") or {}).get("targets") or []:
+                if target.get("lastError"):
+                    # The pod name out, so that equal errors count together.
+                    error = str(target["lastError"]).replace(str(target.get("pod")), "POD")
+                    outcome.errors[error[:200]] += 1
+    node = (await direct.get(f"/api/v1/nodes/{NODE_NAME}")).json()
+    ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    outcome.node_ready_at_end = ready[0]["status"] if ready else "?"
+
+
+async def clean_up(direct: httpx.AsyncClient, node: ScaleNode, args: argparse.Namespace) -> str:
+    """Finalizers off the investigations (the operator has stopped), the pods deleted at once
+    (no kubelet will confirm a graceful deletion), the namespaces, then the Node."""
+    for namespace in namespaces(args):
+        path = f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations"
+        for item in (await direct.get(path)).json().get("items") or []:
+            await direct.patch(
+                f"{path}/{item['metadata']['name']}",
+                json={"metadata": {"finalizers": None}},
+                headers=MERGE_PATCH,
+            )
+        await direct.delete(
+            f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0}
+        )
+        await direct.delete(f"/api/v1/namespaces/{namespace}")
+    await node.remove()
+    deadline = time.monotonic() + 120
+    left = namespaces(args)
+    while left and time.monotonic() < deadline:
+        left = [n for n in left if (await direct.get(f"/api/v1/namespaces/{n}")).status_code != 404]
+        await asyncio.sleep(1)
+    gone = (await direct.get(f"/api/v1/nodes/{NODE_NAME}")).status_code == 404
+    return (
+        f"namespaces {'still terminating: ' + ', '.join(left) if left else 'deleted'}; "
+        f"node {NODE_NAME} {'deleted' if gone else 'still there'}"
     )
-    outcome.metrics_lists = sum(1 for c in calls if c.api_group == "metrics.k8s.io")
-    outcome.per_pod_gets += sum(1 for c in calls if c.api_group == "metrics.k8s.io" and c.name)
-    outcome.snapshots = len(await archive.list_snapshots())
-    outcome.events = Counter(str(e.get("reason")) for e in front.store.items(EVENTS))
-    async with httpx.AsyncClient(
-        base_url=upstream.url, verify=upstream.ssl_context(), timeout=60
-    ) as direct:
-        listed = (await direct.get(f"{GROUP_PATH}/memoryinvestigations")).json()
-    for item in listed.get("items") or []:
-        for target in (item.get("status") or {}).get("targets") or []:
-            if target.get("lastError"):
-                # The pod name out, so that equal errors count together.
-                error = str(target["lastError"]).replace(str(target.get("pod")), "POD")
-                outcome.errors[error[:200]] += 1
 
 
-async def run(args: argparse.Namespace) -> Outcome:
+async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
     outcome = Outcome()
     check_layout(args)
-    with contextlib.ExitStack() as stack:
-        say("starting etcd + apiextensions-apiserver, the front, moto, the fixtures ...")
-        server = stack.enter_context(ApiServerProcess()).server
-        front = stack.enter_context(ClusterFront(server))
+    watched = namespaces(args)
+    async with contextlib.AsyncExitStack() as stack:
+        direct = await stack.enter_async_context(kube.async_http(timeout=60))
+        say("starting moto and the fixtures ...")
         s3 = stack.enter_context(MotoServer(persist=False))
         services = [
             stack.enter_context(LeakyService("steady", "-listen", "127.0.0.1:0"))
             for _ in range(args.fixtures)
         ]
-        ports = [int(s.base_url.rsplit(":", 1)[1]) for s in services]
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
-        say(f"creating {args.investigations} investigations and {args.pods} pods ...")
-        pods = await setup_cluster(front, args, ports)
-        board = Board(front, pods)
-        board.publish()
-        archive = Archive.from_url(
-            s3.archive_url("bench-scale"), credentials=s3.credentials, options=s3.options
+        endpoints = PodEndpoints(args.pods, [s.base_url for s in services])
+        await stack.enter_async_context(endpoints.serving())
+        board = Board(endpoints)
+        say(f"namespaces {', '.join(watched)}: the chart's RBAC and the operator's token ...")
+        kubeconfig, user = await asyncio.to_thread(
+            operator_kubeconfig, kube, workdir / "operator.kubeconfig", watch_namespaces=watched
         )
-        log = args.log or workdir / "operator.log"
-        say(f"starting the operator (log {log}); measuring for {args.duration:g} s ...")
-        process = stack.enter_context(
-            operator_process(front, s3, workdir / "spool", log, args.verbose)
-        )
-        spy = None
-        if args.py_spy:
-            spy = subprocess.Popen(
-                [str(args.py_spy), "record", "--pid", str(process.pid), "--format", "raw",
-                 "--rate", "50", "--nonblocking", "--output", str(workdir / "spy.txt")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        node = ScaleNode(direct, kube.node_name)
+        say(f"registering node {NODE_NAME} (no kubelet) ...")
+        await node.register()
+        stop_heartbeats = asyncio.Event()
+        heartbeats = asyncio.create_task(node.alive(stop_heartbeats))
         try:
-            await drive(args, front, board, pods, archive, process, outcome)
+            say(f"creating {args.investigations} investigations and {args.pods} pods ...")
+            began = time.monotonic()
+            pods = await setup_cluster(direct, node, args, endpoints.ports)
+            outcome.setup_seconds = time.monotonic() - began
+            say(f"  {len(pods)} pods Running after {outcome.setup_seconds:.0f} s")
+            archive = Archive.from_url(
+                s3.archive_url("bench-scale"), credentials=s3.credentials, options=s3.options
+            )
+            log = args.log or workdir / "operator.log"
+            say(f"starting the operator (log {log}); measuring for {args.duration:g} s ...")
+            with operator_process(
+                kubeconfig, watched, s3, workdir / "spool", log, args.verbose
+            ) as process:
+                spy = None
+                if args.py_spy:
+                    spy = subprocess.Popen(
+                        [str(args.py_spy), "record", "--pid", str(process.pid), "--format", "raw",
+                         "--rate", "50", "--nonblocking", "--output", str(workdir / "spy.txt")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                try:
+                    start, end = await drive(args, direct, board, pods, archive, process, outcome)
+                finally:
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            spy.wait(60)
+                        outcome.profile = top_functions(workdir / "spy.txt")
+            if outcome.exit_code is not None:
+                say(f"the operator exited with {outcome.exit_code}; log tail:")
+                say("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            outcome.snapshots = len(await archive.list_snapshots())
+            await final_state(direct, args, outcome)
+            requests = await asyncio.to_thread(operator_requests, kube, user, start, end)
+            count_requests(outcome, requests, endpoints, start, end)
+            outcome.endpoint_errors = endpoints.errors
+            outcome.lease_renewals = node.renewals
         finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    spy.wait(60)
-                outcome.profile = top_functions(workdir / "spy.txt")
-        if outcome.exit_code is not None:
-            say(f"the operator exited with {outcome.exit_code}; log tail:")
-            say("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            stop_heartbeats.set()
+            await heartbeats
+            say("cleaning up ...")
+            outcome.cleanup = await clean_up(direct, node, args)
+            say(f"  {outcome.cleanup}")
     return outcome
 
 
@@ -561,6 +700,10 @@ def minute_cpu(samples: list[Sample]) -> list[float]:
     return out
 
 
+def load_mean(loads: list[float]) -> float:
+    return statistics.mean(loads) if loads else math.nan
+
+
 def _mib(n: float) -> str:
     return f"{n / MiB:,.0f} MiB"
 
@@ -588,7 +731,7 @@ def verdicts(outcome: Outcome) -> list[tuple[str, str, str, bool]]:
 def summary_table(args: argparse.Namespace, outcome: Outcome) -> list[str]:
     samples = outcome.samples
     rss = [s.rss for s in samples]
-    steady_from = 120.0
+    steady_from = min(120.0, args.duration / 2)  # the baseline burst is over by then
     lines = [
         "| measure | value |",
         "| --- | ---: |",
@@ -603,6 +746,8 @@ def summary_table(args: argparse.Namespace, outcome: Outcome) -> list[str]:
         "| CPU per minute, % of one core | "
         + ", ".join(f"{c:.0f}" for c in minute_cpu(samples))
         + " |",
+        f"| set-up: {args.pods:,} pods created and their status written (before the operator "
+        f"starts) | {_s(outcome.setup_seconds)} |",
         f"| every pod's baseline snapshot in S3 after | {_s(outcome.baseline_done_at)} |",
         f"| snapshots in S3 at the end | {outcome.snapshots:,} |",
         "| Events posted, by reason | "
@@ -615,7 +760,32 @@ def summary_table(args: argparse.Namespace, outcome: Outcome) -> list[str]:
             else "none"
         )
         + " |",
+        "| requests the real authorizer refused (403) | "
+        + (", ".join(f"{v} {r} x{n}" for (v, r), n in outcome.forbidden.items()) or "none")
+        + " |",
+        "| pprof forwards that failed (fixture unreachable) | "
+        + (", ".join(f"{n} x `{e}`" for e, n in outcome.endpoint_errors.items()) or "none")
+        + " |",
+        f"| emulated node: Lease renewals; Ready at the end | {outcome.lease_renewals}; "
+        f"{outcome.node_ready_at_end or '-'} |",
+        f"| clean-up | {outcome.cleanup or '-'} |",
     ]
+    return lines
+
+
+def targets_table(outcome: Outcome) -> list[str]:
+    """Requests to the pods' endpoints (our server) by path, per minute."""
+    paths: Counter[str] = Counter()
+    for minute in outcome.target_minutes:
+        paths.update(minute)
+    minutes = len(outcome.target_minutes)
+    lines = [
+        "| path | total | " + " | ".join(f"min {i + 1}" for i in range(minutes)) + " |",
+        "| --- | ---: |" + " ---: |" * minutes,
+    ]
+    for path, total in paths.most_common():
+        cells = " | ".join(str(m[path]) for m in outcome.target_minutes)
+        lines.append(f"| `{path}` | {total:,} | {cells} |")
     return lines
 
 
@@ -667,23 +837,32 @@ def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
         f"--fixtures {args.fixtures} --crossings {args.crossings}`, "
         f"{datetime.datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        f"Machine: {machine_line()}. Load average (1 min) at the start and the end: "
-        f"{args.load_start:.2f}, {os.getloadavg()[0]:.2f}: the 2 cores were shared with the "
-        "test cluster (etcd, apiextensions-apiserver, the front in this benchmark's process), "
-        "moto, the fixtures and other work on the machine.",
+        f"Machine: {machine_line()}. Load average (1 min) at the start, the mean of the "
+        f"run, the end: {args.load_start:.2f}, {load_mean(args.loads):.2f}, "
+        f"{args.loads[-1] if args.loads else math.nan:.2f}: the 2 cores were shared with "
+        "the test cluster (etcd, kube-apiserver, controller-manager, scheduler, metrics-server, "
+        "containerd and the kubelet), moto, the fixtures, this benchmark's endpoint server and "
+        "other sessions' work on the machine.",
         "",
-        "Setup: `oomforensics run -A` as its own process against the test cluster, with the "
-        "image's allocator settings ("
+        "Setup: `oomforensics run` as its own process against the real test cluster, as the "
+        "chart's ServiceAccount with the chart's rendered RBAC (a TokenRequest token), "
+        f"OOMF_NAMESPACES={','.join(namespaces(args))}, with the image's allocator settings ("
         + ", ".join(f"{k}={v}" for k, v in image_malloc_settings().items())
         + "): "
-        f"{args.pods} pods in {args.namespaces} namespaces, {args.investigations} "
+        f"{args.pods} pods in {args.namespaces} namespace(s), {args.investigations} "
         f"MemoryInvestigations ({args.pods // args.investigations} pods each; spec defaults: "
         "sampling every 15 s, thresholds 80/90/95 %, baseline snapshot; periodic snapshots "
-        "hourly), storage S3 on moto. Pods are store objects whose port is one of "
-        f"{args.fixtures} real leaky Go fixtures (`-mode steady`), so every capture fetches "
-        "real profiles; PodMetrics (256 MiB limit, working sets 30-65 %) republished every "
-        f"15 s with drift. {args.crossings} pods jump to {CROSSING:.0%} of their limit at "
-        "moments spread over the run.",
+        "hourly), storage S3 on moto. Pods are real Pod objects bound to the Node "
+        f"`{NODE_NAME}`, which no kubelet runs (benchmarks/scale_node.py registers it, renews "
+        "its Lease and writes each pod's status through pods/status as the kubelet does: the "
+        "one emulated part). Each pod's port is served by one server of the benchmark's: "
+        f"/debug/pprof/* forwarded to one of {args.fixtures} real leaky Go fixtures (`-mode "
+        "steady`), so every capture fetches real profiles; /metrics a fixture's page with "
+        "process_resident_memory_bytes at the pod's emulated working set (256 MiB limit, "
+        "30-65 %, drifting every 15 s). metrics-server reports none of these pods (no kubelet "
+        "to scrape), so the operator reads each target's /metrics. "
+        f"{args.crossings} pods jump to {CROSSING:.0%} of their limit at moments spread over "
+        "the run.",
         "",
         "| target | measured | met? |",
         "| --- | --- | --- |",
@@ -696,10 +875,16 @@ def section(args: argparse.Namespace, outcome: Outcome, notes: str) -> str:
         "",
         *crossing_table(outcome),
         "",
-        "API requests by the operator, per minute of the run (from `front.calls`; watches "
-        "count once, when opened; custom resources are proxied to the real API server):",
+        "API requests by the operator, per minute of the run (the real API server's audit "
+        "log, the operator's ServiceAccount only; each request once, in the minute it was "
+        "received, so a watch counts when opened):",
         "",
         *calls_table(outcome, args.duration),
+        "",
+        "Requests to the pods' endpoints (the benchmark's server), per minute: /metrics is the "
+        "memory reading of every target at each sample, in place of PodMetrics:",
+        "",
+        *targets_table(outcome),
     ]
     if notes:
         lines += ["", notes]
@@ -725,7 +910,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--investigations", type=int, default=100)
-    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument(
+        "--namespaces", type=int, default=1, help="namespaces of the run's own, all watched"
+    )
     parser.add_argument("--duration", type=float, default=600.0, help="seconds measured")
     parser.add_argument("--fixtures", type=int, default=5, help="real fixture processes")
     parser.add_argument("--crossings", type=int, default=5, help="pods crossing 80 %%")
@@ -746,8 +933,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not FIXTURE_BIN.is_file():
         raise SystemExit(f"{FIXTURE_BIN}: fixture not built; run `make setup` first")
+    args.prefix = f"bench-scale-{secrets.token_hex(3)}"
     args.load_start = os.getloadavg()[0]
-    outcome = asyncio.run(run(args))
+    args.loads = []
+    say("the test cluster (hack/cluster up when it is not running; shared lock) ...")
+    try:
+        with shared_cluster() as kube:
+            outcome = asyncio.run(run(args, kube))
+    except (ClusterUnavailable, NodeBusy) as exc:
+        raise SystemExit(str(exc)) from None
     text = section(args, outcome, args.notes)
     print(text)
     if not args.no_write:
