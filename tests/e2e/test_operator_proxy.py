@@ -8,6 +8,7 @@ this way."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.support.kube.pods import leaky_pod
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
 PROXY_VALUES = {"rbac": {"proxyAccess": True}}
+PROXIED_PATH = re.compile(r"^/api/v1/namespaces/[^/]+/pods/[^/]+/proxy")
 
 
 def _investigation(name: str, app: str) -> dict[str, Any]:
@@ -85,9 +87,15 @@ async def test_snapshots_through_the_api_server_proxy_of_a_pod_without_a_limit(
     assert condition(current, "Ready")["status"] == "True"
     # Every profile came through the real API server's pods/proxy, as the chart's account.
     proxied = _proxied(kube_operator, "steady")
-    paths = {e["requestURI"].split("/proxy", 1)[1].split("?", 1)[0] for e in proxied}
+    paths = {PROXIED_PATH.sub("", e["requestURI"]).split("?", 1)[0] for e in proxied}
     assert {"/debug/pprof/heap", "/debug/pprof/goroutine"} <= paths, paths
-    assert all(e["responseStatus"]["code"] == 200 for e in proxied), proxied
+    # (The leak profile is Go's experiment: this fixture is built without it and says 404.)
+    answers = {
+        e["requestURI"]: e["responseStatus"]["code"]
+        for e in proxied
+        if "/goroutineleak" not in e["requestURI"]
+    }
+    assert set(answers.values()) == {200}, answers
     assert not kube_operator.forbidden()
 
 
@@ -124,4 +132,4 @@ async def test_without_the_charts_proxy_access_the_investigation_says_it_is_forb
     assert "403" in capturing["message"] or "forbidden" in capturing["message"].lower(), capturing
     assert not (current["status"].get("snapshots") or {}).get("count")
     forbidden = kube_operator.forbidden()
-    assert forbidden and all("/proxy/" in uri for _, uri in forbidden), forbidden
+    assert forbidden and all(PROXIED_PATH.match(uri) for _, uri in forbidden), forbidden
