@@ -17,8 +17,10 @@ import argparse
 import asyncio
 import datetime
 import json
+import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,15 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     speeds = [float(s) for s in args.speeds.split(",")]
     out = args.out or Path(tempfile.mkdtemp(prefix="oomf-bench-")) / "runs.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The operator's own log (kopf runs in this process), beside the runs: what it did.
+    logging.basicConfig(
+        filename=out.with_name("operator.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     load = os.getloadavg()
+    tree = source_tree()  # the operator under test is this process's import of it
     started = time.monotonic()
-    print(f"bench_preoom_operator: {args.repeat} x speeds {args.speeds} s -> {out}", flush=True)
+    print(f"bench_preoom_operator: {args.repeat} x {args.speeds} s -> {out.parent}", flush=True)
     try:
         rows = asyncio.run(bench(args.repeat, speeds, out))
     except ClusterUnavailable as exc:
         print(f"bench_preoom_operator: no test cluster: {exc}", file=sys.stderr)
         return 2
-    section = render(args, rows, time.monotonic() - started, load, os.getloadavg())
+    section = render(args, rows, time.monotonic() - started, load, os.getloadavg(), tree)
     print(section)
     if not args.no_write and rows:
         update_results(RESULTS, "preoom-operator", section)
@@ -145,6 +155,7 @@ def render(
     elapsed: float,
     load: tuple[float, float, float],
     load_end: tuple[float, float, float],
+    tree: str,
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     missed = [r for r in rows if r["outcome"] != "killed"]
@@ -153,7 +164,7 @@ def render(
         "## Pre-OOM snapshots with the operator in the loop",
         "",
         f"`.venv/bin/python benchmarks/bench_preoom_operator.py --repeat {args.repeat} "
-        f"--speeds {args.speeds}`, {now}, {elapsed:.0f} s in all"
+        f"--speeds {args.speeds}`, {now}, {elapsed:.0f} s in all, the operator of {tree}"
         + (f"; **{len(missed)} run(s) without a recorded kill**" if missed else "")
         + ".",
         "",
@@ -228,9 +239,21 @@ def _run_line(result: JSON) -> str:
         + f"; PodMetrics before the kill: {result['podMetricsPercents']} %"
         + f"; fixture's peak RSS {result['peakRssPercent']} %"
     )
-    if "lastSeen" in result:
+    if not kept(result) and "lastSeen" in result:
         text += f"\n  - last seen: `{json.dumps(result['lastSeen'], default=str)}`"
     return text
+
+
+def source_tree() -> str:
+    """The commit the operator's code is from, and whether operator/ had changes beside it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "an unknown commit"
+    changed = git("status", "--porcelain", "--", "operator/")
+    return f"commit {commit}" + (" with uncommitted changes in operator/" if changed else "")
 
 
 def _load(load: tuple[float, float, float]) -> str:

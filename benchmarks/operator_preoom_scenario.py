@@ -81,9 +81,11 @@ class Seen:
     def killed_at(self) -> float | None:
         """When the kubelet says the first run ended, OOM-killed (1 s resolution)."""
         for status in (self.pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("lastState") or {}).get("terminated") or {}
-            if terminated.get("reason") == "OOMKilled" and terminated.get("finishedAt"):
-                return _moment(terminated["finishedAt"])
+            # Terminated until the kubelet restarts it, then the container's last state.
+            for state in (status.get("state"), status.get("lastState")):
+                terminated = (state or {}).get("terminated") or {}
+                if terminated.get("reason") == "OOMKilled" and terminated.get("finishedAt"):
+                    return _moment(terminated["finishedAt"])
         return None
 
     def last_seen(self) -> JSON:
@@ -209,12 +211,12 @@ async def row(
         "percentOfLimit": float(str(percent).rstrip("%")) if percent else None,
         "preOomRssPercent": pre[-1].get("rssPercent") if pre else None,
         "captures": taken,
+        "operatorReadings": [[round(at - seen.started, 1), _percent(b)] for at, b in seen.readings],
         "podMetricsWindows": len(before_kill),
         "podMetricsPercents": [_percent(b) for _, b in before_kill],
         "peakRssPercent": _percent(max(b for _, b in seen.rss)) if seen.rss else None,
     }
-    if outcome != "killed":
-        result["lastSeen"] = seen.last_seen()
+    result["lastSeen"] = seen.last_seen()  # the report shows it for the runs that missed
     return result
 
 
