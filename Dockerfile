@@ -35,7 +35,7 @@ ENV MALLOC_MMAP_THRESHOLD_=65536 \
     MALLOC_TRIM_THRESHOLD_=131072
 # A numeric user (no passwd entry needed) so that runAsNonRoot can verify it.
 USER 65532:65532
-# kopf's liveness endpoint (--liveness below).
-EXPOSE 8080
+# kopf's liveness endpoint (--liveness below) and the operator's /metrics (OOMF_METRICS_PORT).
+EXPOSE 8080 8000
 ENTRYPOINT ["oomforensics", "run"]
 CMD ["--liveness", "http://0.0.0.0:8080/healthz"]
