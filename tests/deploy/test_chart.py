@@ -29,6 +29,7 @@ EVERYTHING: dict[str, Any] = {
         {"namespace": NAMESPACE, "names": ["shared-archive"]},
     ],
     "rbac": {"proxyAccess": True},
+    "notify": {"sinks": [{"type": "slack", "secretRef": {"name": "oncall-slack", "key": "url"}}]},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
     "spool": {"type": "persistentVolumeClaim", "size": "5Gi", "maxBytes": "4Gi"},
     "capture": {"maxProfileBytes": "128Mi", "timeoutSeconds": 45},
