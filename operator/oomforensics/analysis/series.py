@@ -37,10 +37,10 @@ from statistics import median
 from oomforensics.analysis.accounting import account
 from oomforensics.analysis.connections import ConnectionState, connection_counts
 from oomforensics.analysis.frames import first_application_frame, is_application
-from oomforensics.analysis.sampling import sample_variance, sampling_period
+from oomforensics.analysis.sampling import sampling_period
 from oomforensics.analysis.shape import Point, Shape, ShapeReport, classify
 from oomforensics.analysis.snapshot import Snapshot
-from oomforensics.analysis.suspects import owner_estimates
+from oomforensics.analysis.suspects import held_estimates
 from oomforensics.analysis.trend import snapshot_time
 from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup
 
@@ -150,7 +150,7 @@ def gather_series(snapshots: Sequence[Snapshot]) -> SeriesEvidence:
     ordered, timed = in_time_order(snapshots)
     times = [t for t, _ in ordered]
     shots = [s for _, s in ordered]
-    estimates = [owner_estimates(s.profile, sample_variance(s.profile)) for s in shots]
+    estimates = [held_estimates(s.profile) for s in shots]
     heap = _tracks(times, estimates, "bytes")
     total = Track(
         "total",

@@ -28,6 +28,7 @@ from oomforensics.analysis.frames import (
     is_symbol,
     mechanism,
 )
+from oomforensics.analysis.sampling import sample_variance
 from oomforensics.pprof.arrays import (
     IntArray,
     column_bounds,
@@ -358,6 +359,20 @@ def owner_estimates(
         spread = np.bincount(owner, weights=per_group[rows], minlength=len(names)).tolist()
     present = np.flatnonzero(np.bincount(owner, minlength=len(names))).tolist()
     return {names[o]: (int(totals[o]), float(spread[o])) for o in present if names[o] != _PROFILER}
+
+
+def held_estimates(profile: Profile) -> dict[str, tuple[int, float]]:
+    """`owner_estimates` with each sample's sampling variance (sampling.sample_variance), as
+    a series' heap tracks use them; kept with the profile, which a diff may prepare
+    beforehand, alongside the decoding of the other profile."""
+    memo = profile.samples.memo
+    if _HELD not in memo:
+        memo[_HELD] = owner_estimates(profile, sample_variance(profile))
+    result: dict[str, tuple[int, float]] = memo[_HELD]
+    return result
+
+
+_HELD = "owner estimates with sampling variance"
 
 
 def find_suspects(

@@ -159,7 +159,16 @@ class Samples:
 
     def function_table(self, index: int) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
         """Per node: flat, cum, and whether any sample with a non-zero value has it (pprof
-        adds a sample to the flat of its leaf and to the cum of each function on it once)."""
+        adds a sample to the flat of its leaf and to the cum of each function on it once).
+        Kept per index: a diff asks for each profile's table, and may have it computed
+        beforehand, alongside the decoding of the other profile. (Callers do not modify it.)"""
+        key = f"function table {index}"
+        if key not in self._memo:
+            self._memo[key] = self._function_table(index)
+        result: tuple[IntArray, IntArray, NDArray[np.bool_]] = self._memo[key]
+        return result
+
+    def _function_table(self, index: int) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
         size = len(self.names)
         column = self.values[:, index]
         bound = float(self.bounds[index]) if self.bounds.size else 0.0

@@ -120,7 +120,9 @@ def _index(parts: Sequence[Samples]) -> StackIndex:
         )
         frame_parts.append(np.take(translate, part.frames))
     longest = max((int(np.diff(part.offsets).max(initial=0)) for part in parts), default=0)
-    multipliers = _multipliers(longest)
+    # At least the multipliers written down: a profile's own hashes are then the same in
+    # every index it is part of (kept with it), whichever part has the longest stack.
+    multipliers = _multipliers(max(longest, len(_DRAWN) // 8 - 1))
     hashes = [
         _hashes(part, frames, multipliers) if moved else _own_hashes(part, multipliers)
         for part, frames, moved in zip(parts, frame_parts, translated, strict=True)
@@ -195,7 +197,7 @@ _DRAWN = bytes.fromhex(
 
 def _own_hashes(part: Samples, multipliers: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """`_hashes` of a part's own frames, kept with it (a profile is indexed alone and with
-    another, with the same multipliers when its stacks are the longest)."""
+    another, with the same multipliers)."""
     key = f"stack hashes {multipliers.size}"
     if key not in part.memo:
         part.memo[key] = _hashes(part, part.frames, multipliers)

@@ -78,7 +78,9 @@ def _decode_samples(messages: list[bytes], width: int) -> _RawSamples:
     values: list[NDArray[np.uint64] | NDArray[np.uint32]] = []
     id_counts: list[Index] = []
     for lo, hi in _batches(sizes, _BATCH_BYTES):
-        batch_ids, batch_counts, batch_values = _decode_sample_batch(messages[lo:hi], width)
+        batch_ids, batch_counts, batch_values = _decode_sample_batch(
+            messages[lo:hi], sizes[lo:hi], width
+        )
         ids.append(batch_ids)
         id_counts.append(batch_counts)
         values.append(batch_values)
@@ -117,10 +119,11 @@ def _concatenate(
 
 
 def _decode_sample_batch(
-    messages: list[bytes], width: int
+    messages: list[bytes], sizes: Index, width: int
 ) -> tuple[NDArray[np.uint64] | NDArray[np.uint32], Index, NDArray[np.uint64] | NDArray[np.uint32]]:
-    """(location ids, their count per sample, values) of consecutive samples."""
-    data, ends = wire.padded(messages)
+    """(location ids, their count per sample, values) of consecutive samples (`sizes`: the
+    messages' lengths)."""
+    data, ends = wire.padded(messages, sizes)
     tokens = wire.tokenize(data, ends)
     del data
     first, stop = wire.message_tokens(tokens, ends)

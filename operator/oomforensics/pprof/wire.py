@@ -148,9 +148,12 @@ def tokenize(data: bytes, message_ends: Index) -> Tokens:
 _PAD = 4
 
 
-def padded(chunks: list[bytes]) -> tuple[bytes, Index]:
-    """The messages joined (with the padding `tokenize` needs) and where each ends."""
-    ends = np.cumsum(np.fromiter(map(len, chunks), dtype=np.intp, count=len(chunks)))
+def padded(chunks: list[bytes], sizes: Index | None = None) -> tuple[bytes, Index]:
+    """The messages joined (with the padding `tokenize` needs) and where each ends (`sizes`:
+    their lengths, when the caller has them already)."""
+    if sizes is None:
+        sizes = np.fromiter(map(len, chunks), dtype=np.intp, count=len(chunks))
+    ends = np.cumsum(sizes)
     chunks.append(bytes(_PAD))
     try:
         return b"".join(chunks), ends
