@@ -1,0 +1,67 @@
+"""`diff` reads its snapshots side by side (the last one in a forked child): the same
+snapshots, and the same first error, as reading them one after the other."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.cli import diff
+from oomforensics.cli.diff import load_snapshots
+from oomforensics.cli.files import load_snapshot
+from oomforensics.pprof.errors import InvalidProfile
+from tests.support.profiles import ProfileBuilder
+
+SCRIPT = Path(sys.executable).parent / "oomforensics"
+
+
+def profile(path: Path, leak: int) -> Path:
+    builder = ProfileBuilder()
+    builder.sample([["main.init"], ["main.main"]], 1, 4096, 1, 4096)
+    builder.sample([["bytes.growSlice"], ["main.leak"], ["main.main"]], 3, leak, 3, leak)
+    path.write_bytes(builder.serialize())
+    return path
+
+
+def test_the_snapshots_equal_those_read_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(3)]
+    read_here: list[Path] = []
+
+    def recorded(path: Path) -> Snapshot:
+        read_here.append(path)  # in the child, this list is the child's copy
+        return load_snapshot(path)
+
+    monkeypatch.setattr(diff, "load_snapshot", recorded)
+    together = load_snapshots(paths)
+    assert read_here == paths[:-1]  # the last one came from the child, not read again here
+    alone = [load_snapshot(path) for path in paths]
+    assert [s.source for s in together] == [str(p) for p in paths]
+    assert [s.profile for s in together] == [s.profile for s in alone]
+    # What the child computed beforehand came back with the profile.
+    assert "function table 3" in together[-1].profile.samples.memo
+
+
+def test_a_bad_new_profile_raises_its_own_error(tmp_path: Path) -> None:
+    base = profile(tmp_path / "base.pb.gz", 4096)
+    bad = tmp_path / "bad.pb.gz"
+    bad.write_bytes(b"<html>forbidden</html>")
+    with pytest.raises(InvalidProfile, match="got an HTML page") as raised:
+        load_snapshots([base, bad])
+    assert str(bad) in str(raised.value)
+
+
+def test_the_first_bad_path_in_order_is_reported(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.pb.gz", tmp_path / "second.pb.gz"
+    first.write_bytes(b"\x08\x96\x01garbage\xff\xff\xff")
+    second.write_bytes(b"<html>forbidden</html>")
+    # The command, as a user runs it (a fresh process, so the child is forked).
+    result = subprocess.run(
+        [str(SCRIPT), "diff", str(first), str(second)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and str(first) in result.stderr
+    assert "not a pprof profile" in result.stderr
