@@ -333,9 +333,8 @@ async def _one_scope(
     assert forbidden == [], f"{tag}: the real authorizer refused {forbidden}"
     used = {p for p in map(permission, ours) if p is not None}
     print(f"{tag}: used {sorted(used)}")  # shown with -s or on failure
-    names = {
-        e["objectRef"].get("name") for e in ours if e["objectRef"].get("resource") == "secrets"
-    }
+    refs = [e.get("objectRef") or {} for e in ours]
+    names = {ref.get("name") for ref in refs if ref.get("resource") == "secrets"}
     assert names == {values["storage"]["secretName"], "shop-s3"}
     # Both ways: every request was allowed, and every rule rendered was needed by the run.
     granted = set(triples(found))
