@@ -1,7 +1,8 @@
 """Benchmark: the operator SIGKILLed at random moments, 50 times, while pods leak and get
 OOM-killed; then started again. Runs tests/e2e/test_operator_sigkill.py with
-OOMF_SIGKILL_TRIALS (the test cluster, real pods, S3 on moto) and writes what it printed
-and whether every invariant held to the `<!-- bench:sigkill -->` section of RESULTS.md.
+OOMF_SIGKILL_TRIALS (the real test cluster of hack/cluster, its kubelet's pods, S3 on moto)
+and writes what it printed and whether every invariant held to the `<!-- bench:sigkill -->`
+section of RESULTS.md.
 
     .venv/bin/python benchmarks/bench_sigkill.py [--trials 50] [--no-write]
 """
@@ -39,14 +40,18 @@ def render(trials: int, done: ScenarioRun) -> str:
         "<!-- bench:sigkill -->\n## Operator SIGKILLed at random moments\n\n"
         f"`.venv/bin/python benchmarks/bench_sigkill.py --trials {trials}`, {now}, "
         f"{done.elapsed:.0f} s in all; load average {os.getloadavg()[0]:.2f} at the end.\n\n"
-        "Three pods of the leaky fixture (`-mode mapcache`, 96 MiB limit, OOM-killed and "
-        "restarted every ~15 s) under one MemoryInvestigation (1 s sampling); the operator "
-        "(`oomforensics run`, a separate process) is started and SIGKILLed after a random "
+        "On the real test cluster (hack/cluster: kube-apiserver with RBAC, metrics-server, "
+        "the kubelet and containerd): three pods of the leaky fixture (`-mode mapcache`, "
+        "96 MiB limit), OOM-killed by the kernel about 15 s into each run and restarted by "
+        "the kubelet (with its back-off, 10 s doubling), under one MemoryInvestigation (1 s "
+        "sampling); the operator (`oomforensics run`, a separate process with a token of the "
+        "chart's ServiceAccount and the chart's RBAC) is started and SIGKILLed after a random "
         "1-8 s, again and again, then started once more. Checked: every snapshot announced "
         "by a SnapshotCaptured Event is in the S3 archive and verifies; no baseline or "
         "threshold captured twice in a container run; the status converges (snapshot count "
         "equals the archive's, every OOM kill listed exactly once, those while the operator "
-        "was down included, Ready and Capturing True, written by the last operator).\n\n"
+        "was down included, Ready and Capturing True, written by the last operator); no "
+        "request refused by the authorizer.\n\n"
         f"**Result: {done.verdict}** ({trials} kills).\n\n"
         f"{done.line(' kills at ') or '(no summary line printed)'}\n"
         + done.failure()
