@@ -28,10 +28,11 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def test_the_three_examples_are_there() -> None:
+def test_the_examples_are_there() -> None:
     kinds = {p.name: sorted(d["kind"] for d in documents(p)) for p in EXAMPLES}
     assert kinds == {
         "go-deployment.yaml": ["Deployment", "MemoryInvestigation"],
+        "notify.yaml": ["MemoryInvestigation", "Secret"],
         "proxy-access.yaml": ["MemoryInvestigation"],
         "s3-with-secret.yaml": ["MemoryInvestigation", "Secret"],
     }

@@ -31,6 +31,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 SLACK_HEADER_MAX = 150
 SLACK_TEXT_MAX = 3000
 SLACK_FIELD_MAX = 2000
+SLACK_SUMMARY_MAX = 300  # `text`: the notification's one line
 SUSPECT_PATH_MAX = 8  # frames of the suspect's call path a message shows
 
 
@@ -276,7 +277,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
             fields.append(("Cause", f"{facts.cause}{sure}"))
         verdict = facts.verdict or "No verdict: the run has fewer than two snapshots."
         command = fetch_command(inv, oom=-1)
-        summary = f"{notification.title}: {percent} at the last snapshot. {verdict}"
+        summary = f"{notification.title}: {percent} at the last snapshot. {_first(verdict)}"
     else:
         if facts.suspect:
             path = " ← ".join(facts.suspect_path[:SUSPECT_PATH_MAX]) or facts.suspect
@@ -287,7 +288,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
             fields.append(("Confidence", facts.confidence))
         verdict = facts.verdict
         command = fetch_command(inv, run=run)
-        summary = f"{notification.title}: {verdict}"
+        summary = f"{notification.title}: {_first(verdict)}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -295,7 +296,8 @@ def slack_message(notification: Notification) -> dict[str, Any]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _cut(_escape(verdict), SLACK_TEXT_MAX)},
+            # Plain text: Go names such as net/http.(*Client).Get would turn mrkdwn bold.
+            "text": {"type": "plain_text", "text": _cut(verdict, SLACK_TEXT_MAX)},
         },
         {
             "type": "section",
@@ -319,6 +321,12 @@ def slack_message(notification: Notification) -> dict[str, Any]:
         },
     ]
     return {"text": _cut(summary, SLACK_TEXT_MAX), "blocks": blocks}
+
+
+def _first(text: str) -> str:
+    """The verdict's first sentence: the line a phone shows (the message has the rest)."""
+    sentence = text.split(". ", 1)[0].rstrip(".")
+    return _cut(sentence + ".", SLACK_SUMMARY_MAX)
 
 
 def _code(text: str | None) -> str:

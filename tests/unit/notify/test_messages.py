@@ -121,13 +121,16 @@ def test_a_suspected_leak_carries_the_verdict_and_the_suspect_with_its_path():
     assert data["fetch"].endswith("--pod checkout-7d9f --container app --run 2")
 
 
-def test_slack_gets_text_and_blocks_with_mrkdwn_escaped():
+def test_slack_gets_text_and_blocks_the_verdict_as_plain_text():
     message = slack_message(leak())
-    assert message["text"].startswith("Leak suspected: shop/checkout-7d9f container app (run 2)")
+    assert message["text"] == (
+        "Leak suspected: shop/checkout-7d9f container app (run 2): "
+        "Leak: unclosed response bodies <403> & their TLS buffers."
+    )
     kinds = [b["type"] for b in message["blocks"]]
     assert kinds == ["header", "section", "section", "context"]
-    verdict = message["blocks"][1]["text"]["text"]
-    assert "&lt;403&gt; &amp; their" in verdict and "<403>" not in verdict
+    verdict = message["blocks"][1]["text"]
+    assert verdict == {"type": "plain_text", "text": leak().facts.verdict}  # no mrkdwn: (*T)
     fields = "\n".join(f["text"] for f in message["blocks"][2]["fields"])
     assert "`bytes.makeSlice ← bytes.(*Buffer).Grow ← main.fetchQuote`" in fields
 
@@ -156,3 +159,14 @@ def test_payloads_carry_their_content_types():
     slack = payload(SinkType.SLACK, kill())
     assert slack.content_type.startswith("application/json")
     assert set(json.loads(slack.body)) == {"text", "blocks"}
+
+
+def test_the_slack_line_is_the_verdicts_first_sentence_and_mrkdwn_is_escaped():
+    long = kill(verdict="Likely leak in main.f. The live heap changed by +44MB. Confidence: high.")
+    message = slack_message(long)
+    assert message["text"].endswith(
+        "96.4% of the limit at the last snapshot. Likely leak in main.f."
+    )
+    odd = slack_message(kill(suspect="main.(*T)<&>"))
+    fields = "\n".join(f["text"] for f in odd["blocks"][2]["fields"])
+    assert "`main.(*T)&lt;&amp;&gt;`" in fields
