@@ -257,27 +257,12 @@ if ! current "${NODE_BINARIES[@]}"; then
         command -v "$tool" >/dev/null || die "'$tool' not found: the node's runtime comes from Debian packages"
     done
     [[ -r "$KEYRING" ]] || die "$KEYRING not found: install debian-archive-keyring"
-    # The private apt configuration of hack/build-apiserver.sh and hack/get-kubectl.sh (sid
-    # only, own lists and state), under their lock.
-    APT_DIR="$CACHE/k8s/apt"
-    mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/sources.list.d" \
-        "$APT_DIR/preferences.d" "$APT_DIR/state" "$KUBE/debs"
-    [[ -f "$APT_DIR/status" ]] || : >"$APT_DIR/status"
-    echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" >"$APT_DIR/sources.list"
-    APT_OPTS=(
-        -o "Dir::Etc::sourcelist=$APT_DIR/sources.list"
-        -o "Dir::Etc::sourceparts=$APT_DIR/sources.list.d"
-        -o "Dir::Etc::preferences=$APT_DIR/preferences"
-        -o "Dir::Etc::preferencesparts=$APT_DIR/preferences.d"
-        -o "Dir::State=$APT_DIR/state"
-        -o "Dir::State::status=$APT_DIR/status"
-        -o "Dir::State::Lists=$APT_DIR/lists"
-        -o "Dir::Cache=$APT_DIR/cache"
-        -o "Acquire::Languages=none"
-        -o "APT::Sandbox::User=$(id -un)"
-    )
-    exec 8>"$APT_DIR/.lock"
-    flock 8
+    # The private apt configuration shared with hack/get-kubectl.sh (sid only, own lists and
+    # state), under its lock.
+    mkdir -p "$KUBE/debs"
+    # shellcheck source=lib/private-apt.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/lib/private-apt.sh"
+    private_apt "$CACHE/k8s/apt" "$MIRROR" "$SUITE" "$KEYRING"
     want=("containerd=$CONTAINERD_DEB" "containernetworking-plugins=$CNI_DEB")
     if ! apt-cache "${APT_OPTS[@]}" show "${want[@]}" >/dev/null 2>&1; then
         log "updating the private package lists ($SUITE main)"
