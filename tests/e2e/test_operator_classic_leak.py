@@ -8,8 +8,6 @@ kill, and the last snapshot before it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +17,15 @@ from oomforensics.archive.store import Archive
 from oomforensics.triggers import reason_threshold
 from tests.e2e.operator_harness import (
     TABLE,
+    KubeOperator,
     apply_crd,
     dump,
     kube_events_about,
-    kube_namespace,
-    kube_operator_environment,
     poll,
     running_operator,
     table_text,
 )
-from tests.support.kube import KubeCluster
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
@@ -38,28 +33,11 @@ pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
 ARTIFACTS = Path(os.environ.get("OOMF_E2E_ARTIFACTS", "/tmp/oomf-e2e"))
 
 
-@pytest.fixture
-def namespace(kube: KubeCluster) -> Iterator[str]:
-    with kube_namespace(kube, "classic") as name:
-        yield name
-
-
 async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom_kill(
-    kube: KubeCluster,
-    namespace: str,
-    s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_operator: KubeOperator, s3: MotoServer
 ) -> None:
-    started = datetime.now(UTC)
+    kube, namespace, mi = kube_operator.kube, kube_operator.namespace, kube_operator.mi
     image = fixture_image(kube, "leaky")
-    kubeconfig, operator_user = operator_kubeconfig(
-        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
-    )
-    url = kube_operator_environment(
-        monkeypatch, kubeconfig, s3, "e2e-classic", tmp_path / "spool", namespace
-    )
-    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
     async with kube.async_http() as http:
         await apply_crd(http)
         pod = leaky_pod(
@@ -142,7 +120,9 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     assert conditions["LeakSuspected"]["status"] == "True"
     assert conditions["LeakSuspected"]["reason"] == "UnclosedResponseBody"
     # The evidence is in S3, the pre-OOM snapshot complete and verified.
-    archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
+    archive = Archive.from_url(
+        kube_operator.archive_url, credentials=s3.credentials, options=s3.options
+    )
     keys = await archive.list_snapshots(namespace, "checkout-oom", "checkout", "app", 0)
     assert len(keys) >= 3
     assert pre in {k.path() for k in keys}
@@ -157,14 +137,11 @@ async def test_an_unclosed_response_body_leak_is_caught_before_and_after_the_oom
     assert "OOMKilled" in {e["reason"] for e in pod_events}
     # As the chart's ServiceAccount, memory came from PodMetrics lists (the real
     # metrics-server through the aggregator), never a GET per pod, and nothing was forbidden.
-    requests = kube.audit_events(operator_user, since=started)
-    assert requests, f"no request by {operator_user} in the audit log"
+    requests = kube.audit_events(kube_operator.user, since=kube_operator.started)
+    assert requests, f"no request by {kube_operator.user} in the audit log"
     metrics = [e for e in requests if e.get("objectRef", {}).get("apiGroup") == "metrics.k8s.io"]
     assert metrics and not [e for e in metrics if e["objectRef"].get("name")]
-    forbidden = [
-        (e["verb"], e["requestURI"]) for e in requests if e["responseStatus"]["code"] == 403
-    ]
-    assert not forbidden, forbidden
+    assert not kube_operator.forbidden()
     # The Table (kubectl get mi) shows the story.
     names = [c["name"] for c in table["columnDefinitions"]]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))

@@ -4,51 +4,30 @@ operator's status must say so (non-heap growth), instead of blaming the heap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.operator_harness import (
+    KubeOperator,
     apply_crd,
     dump,
-    kube_namespace,
-    kube_operator_environment,
     poll,
     running_operator,
 )
 from tests.e2e.test_operator_classic_leak import ARTIFACTS
-from tests.support.kube import KubeCluster
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
-from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
 
 
-@pytest.fixture
-def namespace(kube: KubeCluster) -> Iterator[str]:
-    with kube_namespace(kube, "mmap") as name:
-        yield name
-
-
 async def test_growth_outside_the_go_heap_is_called_non_heap_growth(
-    kube: KubeCluster,
-    namespace: str,
-    s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_operator: KubeOperator,
 ) -> None:
+    kube, namespace = kube_operator.kube, kube_operator.namespace
     image = fixture_image(kube, "leaky")
-    kubeconfig, _ = operator_kubeconfig(
-        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
-    )
-    kube_operator_environment(
-        monkeypatch, kubeconfig, s3, "e2e-mmap", tmp_path / "spool", namespace
-    )
-    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
+    mi = kube_operator.mi
     async with kube.async_http() as http:
         await apply_crd(http)
         pod = leaky_pod(

@@ -5,52 +5,33 @@ pod's baseline and runs over."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oomforensics.archive.store import Archive
 from tests.e2e.operator_harness import (
+    KubeOperator,
     apply_crd,
-    kube_namespace,
-    kube_operator_environment,
     poll,
     running_operator,
 )
-from tests.support.kube import KubeCluster
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
 
 
-@pytest.fixture
-def namespace(kube: KubeCluster) -> Iterator[str]:
-    with kube_namespace(kube, "recreate") as name:
-        yield name
-
-
 async def test_a_pod_recreated_under_the_same_name_is_a_new_incarnation(
-    kube: KubeCluster,
-    namespace: str,
-    s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    kube_operator: KubeOperator, s3: MotoServer
 ) -> None:
+    kube, namespace = kube_operator.kube, kube_operator.namespace
     image = fixture_image(kube, "leaky")
-    kubeconfig, _ = operator_kubeconfig(
-        kube, tmp_path / "operator.kubeconfig", watch_namespaces=[namespace]
+    archive = Archive.from_url(
+        kube_operator.archive_url, credentials=s3.credentials, options=s3.options
     )
-    url = kube_operator_environment(
-        monkeypatch, kubeconfig, s3, "e2e-recreate", tmp_path / "spool", namespace
-    )
-    archive = Archive.from_url(url, credentials=s3.credentials, options=s3.options)
-    pods = f"/api/v1/namespaces/{namespace}/pods"
-    mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
+    pods, mi = kube_operator.pods, kube_operator.mi
 
     def db_0() -> dict[str, Any]:
         # A steady service (no leak): only the baselines matter here.
