@@ -105,6 +105,9 @@ def kube_operator_environment(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.credentials["secret_access_key"])
     monkeypatch.setenv("OOMF_SPOOL_DIR", str(spool))
     monkeypatch.setenv("OOMF_NAMESPACES", namespace)
+    # No /metrics page unless a test asks for one (on a port of its own): operators of other
+    # tests and sessions run on this machine at the same time.
+    monkeypatch.setenv("OOMF_METRICS_PORT", "0")
     return s3.archive_url(prefix)
 
 
