@@ -203,11 +203,6 @@ class KillRecorder:
             summary=summary,
             attribution=told,
         )
-        (self._recorded if told.oom_killed else self._others)[run] = entry
-        if told.oom_killed:
-            metrics.record_oom_kill(
-                self._namespace, self._ledger.investigation, evidence=pre is not None
-            )
         message = _message(run, told, pre.path() if pre else None, percent)
         record = EndOfRun(
             run=run,
@@ -222,9 +217,18 @@ class KillRecorder:
             summary=summary,
             attribution=told,
         )
-        with contextlib.suppress(ArchiveError):
+        try:
             await archive.put_run_file(
                 self._ledger.investigation, run, record.file_name, record.to_bytes()
+            )
+        except ArchiveError as exc:  # the status and the Events still tell it
+            log.warning("cannot store %s of %s: %s", record.file_name, run, exc)
+        # Listed once its record is written (or could not be): a failure before this line
+        # leaves the end pending, tried again next pass.
+        (self._recorded if told.oom_killed else self._others)[run] = entry
+        if told.oom_killed:
+            metrics.record_oom_kill(
+                self._namespace, self._ledger.investigation, evidence=pre is not None
             )
         if not told.oom_killed:  # the kubelet's own Events tell the pod's side
             await self._events.post(EventReason.CONTAINER_ENDED, message, EventType.WARNING)

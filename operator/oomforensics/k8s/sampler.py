@@ -21,7 +21,7 @@ from oomforensics.k8s.events import EventReason, Events, EventType
 from oomforensics.k8s.runs import RunLedger
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.spec import InvestigationSpec
-from oomforensics.k8s.targets import Target, metrics_url, working_sets
+from oomforensics.k8s.targets import Target, measured_at, metrics_url, working_sets
 from oomforensics.triggers import (
     ContainerRun,
     MemorySample,
@@ -59,13 +59,20 @@ class Sampler:
         self._events = events
         self._states: dict[ContainerRun, TriggerState] = {}
         self.working_sets: dict[ContainerRun, int] = {}  # the latest reading of each run
+        # When PodMetrics measured each run's latest reading (metrics-server's timestamp, up
+        # to its resolution before the operator read it): how old it was at a kill.
+        self._measured: dict[ContainerRun, float] = {}
+        self._measured_at: dict[tuple[str, str], float] = {}  # of the last PodMetrics list
         self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
 
     def last_sample(self, run: ContainerRun) -> MemorySample | None:
         """The run's latest reading, while the run's state is kept (the kill recorder asks
         when it notices the run's end, before the next run's first sample replaces it)."""
         state = self._states.get(run)
-        return state.samples[-1] if state is not None and state.samples else None
+        if state is None or not state.samples:
+            return None
+        latest = state.samples[-1]
+        return MemorySample(min(latest.at, self._measured.get(run, latest.at)), latest.working_set)
 
     async def sample_all(
         self,
@@ -83,7 +90,8 @@ class Sampler:
         if not watched:
             return []
         try:
-            metrics = working_sets(await self._services.pod_metrics(self._namespace, fresh))
+            items = await self._services.pod_metrics(self._namespace, fresh)
+            metrics, self._measured_at = working_sets(items), measured_at(items)
             self._metrics_problem = None
         except ApiFailure as exc:  # no metrics-server: each target's /metrics instead
             metrics = {}
@@ -103,8 +111,10 @@ class Sampler:
         archive: Archive | None,
     ) -> Sampled:
         run = target.run
+        measured = self._measured_at.get((target.pod, target.container))
         if working_set is None:  # not in PodMetrics (yet, or no metrics API at all)
             working_set, problem = await self._resident_set(target, spec)
+            measured = None  # read from the target just now
             if working_set is None:
                 return Sampled(spec.sampling_interval, problem)
         # One run per pod: a restart (or a recreated pod's new uid) replaces the old one.
@@ -115,6 +125,8 @@ class Sampler:
             state = await self._ledger.restored_state(archive, run)
         state = state_for_run(state, run)
         sample = MemorySample(time.time(), working_set)
+        self._measured = {r: t for r, t in self._measured.items() if r.pod_uid != run.pod_uid}
+        self._measured[run] = measured if measured is not None else sample.at
         state, decision = observe(state, sample, target.limit, spec.trigger_settings())
         self._states = {r: s for r, s in self._states.items() if r.pod_uid != run.pod_uid}
         self._states[run] = state

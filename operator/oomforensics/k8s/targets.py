@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from oomforensics.capture.prometheus import METRICS_PATH
@@ -172,6 +173,25 @@ def working_sets(metrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], 
             except InvalidQuantity:
                 continue
             found[(pod, str(container.get("name")))] = value
+    return found
+
+
+def measured_at(metrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
+    """(pod, container) -> when a PodMetrics list's reading was measured (its `timestamp`,
+    POSIX seconds); readings without a readable one are left out."""
+    found: dict[tuple[str, str], float] = {}
+    for item in metrics:
+        stamp = item.get("timestamp")
+        if not isinstance(stamp, str):
+            continue
+        try:
+            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        at = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        pod = str((item.get("metadata") or {}).get("name") or "")
+        for container in item.get("containers") or []:
+            found[(pod, str(container.get("name")))] = at
     return found
 
 

@@ -64,6 +64,7 @@ OOM_KILLED_REASON = "OOMKilled"
 # a non-zero exit). Not "ContainerStatusUnknown": the kubelet writes 137 itself for a
 # container it lost track of, no signal was seen.
 GENERIC_REASONS = frozenset({"Error", ""})
+LOST_REASON = "ContainerStatusUnknown"
 EVICTION_REASONS = frozenset({"Evicted", "Preempting"})
 SHUTDOWN_REASONS = frozenset({"Terminated", "Shutdown"})  # graceful node shutdown
 NEAR_LIMIT = 80.0  # %: at this share of the limit shortly before, an OOM kill is corroborated
@@ -318,12 +319,18 @@ def attribute(facts: EndFacts, *, fresh: float = FRESH) -> Attribution | None:
             if preempted
             else "the node's decision"
         )
+        ended = (
+            "the kubelet lost track of the container as it stopped the pod "
+            f"({facts.reason}, {code} of the kubelet's own making)"
+            if facts.reason == LOST_REASON
+            else f"the container then ended with {code}"
+        )
         return made(
             Ending.EVICTED,
             Cause.STORAGE_LIMIT if storage else Cause.NODE,
             Confidence.HIGH,
             f"the kubelet {'preempted' if preempted else 'evicted'} the pod ({what}): "
-            f"{message!r}; the container then ended with {code}{then}",
+            f"{message!r}; {ended}{then}",
         )
     if facts.pod_end is not None:  # a node shutdown
         message = facts.pod_end.message.strip() or "no message"
@@ -470,10 +477,13 @@ def _reading_clause(last: LastReading | None) -> str | None:
         if last.limit and last.percent_of_limit is not None
         else f"{_mib(last.working_set)} (no memory limit)"
     )
+    # The kubelet's finishedAt has whole seconds: a reading within one of it is "at the end".
     when = (
-        f"{last.seconds_before:.0f} s before"
-        if last.seconds_before is not None
-        else "at an unknown time before"
+        "at an unknown time before"
+        if last.seconds_before is None
+        else "within a second of the end"
+        if last.seconds_before < 1
+        else f"{last.seconds_before:.0f} s before"
     )
     source = "" if last.source is ReadingSource.SAMPLER else " (in the last snapshot)"
     return f"the working set was {what} {when}{source}"

@@ -48,6 +48,7 @@ SIGKILL_EXIT_CODE = 128 + SIGKILL
 # Reasons under which a bare SIGKILL may hide an OOM kill. Not "ContainerStatusUnknown": the
 # kubelet writes exit code 137 itself when it lost track of a container.
 _SIGKILL_REASONS = frozenset({"Error", ""})
+LOST = "ContainerStatusUnknown"  # the kubelet's reason for a container it lost track of
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +211,20 @@ def ends(pod: Mapping[str, Any]) -> dict[ContainerRun, ObservedEnd]:
             continue
         restart_count = _int(entry.get("restartCount")) or 0
         last = _mapping(_mapping(entry.get("lastState")).get("terminated"))
+        current = _mapping(_mapping(entry.get("state")).get("terminated"))
+        # A kubelet stopping a pod (an eviction) may lose track of the running container: it
+        # then writes ContainerStatusUnknown (137) for it in lastState, counts a restart, and
+        # puts a placeholder run that never started in state (seen on the test cluster). The
+        # eviction ended the run in lastState; the placeholder is no run at all.
+        placeholder = current.get("reason") == LOST and not current.get("startedAt") and bool(last)
         if last and restart_count > 0:
-            end = ObservedEnd(run_of(pod, name, restart_count - 1), Termination.from_status(last))
+            lost = pod_end if placeholder or last.get("reason") == LOST else None
+            end = ObservedEnd(
+                run_of(pod, name, restart_count - 1), Termination.from_status(last), lost
+            )
             if _reportable(end):
                 found[end.run] = end
-        current = _mapping(_mapping(entry.get("state")).get("terminated"))
-        if current:
+        if current and not placeholder:
             termination = Termination.from_status(current)
             end = ObservedEnd(run_of(pod, name, restart_count), termination, pod_end)
             if _reportable(end) and (not deleting or is_oom(termination)):

@@ -5,6 +5,7 @@ run's record in the archive, Events."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,28 @@ async def test_every_field_of_the_ends_is_declared_in_the_crd(world: World) -> N
     assert world.status["oomKills"] and world.status["otherTerminations"]
     for field in ("oomKills", "otherTerminations"):
         assert undeclared(world.status[field], status_schema["properties"][field]) == []
+
+
+@dataclass
+class LaggingMetrics(World):
+    """PodMetrics as metrics-server serves them: measured `lag` seconds before they are read."""
+
+    lag: float = 0.0
+
+    async def pod_metrics(self, namespace: str, max_age: float | None = None) -> list[JSON]:
+        items = await super().pod_metrics(namespace, max_age)
+        stamp = datetime.now(UTC) - timedelta(seconds=self.lag)
+        return [{**item, "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ")} for item in items]
+
+
+@pytest.mark.parametrize(("lag", "confidence"), [(20.0, "high"), (90.0, "medium")])
+async def test_a_readings_age_is_from_when_metrics_server_measured_it(
+    tmp_path: Path, lag: float, confidence: str
+) -> None:
+    if not HEAP.is_file():
+        pytest.skip(f"{HEAP} is not there (the shared pprof corpus)")
+    lagging = LaggingMetrics(tmp_path, lag=lag)
+    await record(lagging, ended("OOMKilled", 137), 95 * MiB)
+    (kill,) = lagging.status["oomKills"]
+    assert lag <= kill["lastReading"]["secondsBeforeEnd"] <= lag + 10
+    assert kill["confidence"] == confidence, kill["evidence"]

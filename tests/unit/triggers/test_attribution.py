@@ -286,3 +286,66 @@ def test_ends_before_the_investigation_are_not_new() -> None:
     finished = 1741083161.0  # 2025-03-04T10:12:41Z
     assert detect_ends(None, old, since=finished + 1) == []
     assert len(detect_ends(None, old, since=finished - 1)) == 1
+
+
+# --- the shapes the real kubelet wrote --------------------------------------------------
+# Copied from the test cluster (kubelet v1.36.3, containerd 2.1.9, cgroup v1), 2026-12-02,
+# pods of tests/fixtures/go/ender: kill -9 of the container's process; kill -TERM of it with
+# shareProcessNamespace (so it is not PID 1); kill -TERM of it as PID 1 (Go exits 2: a
+# signal with no handler of its own is ignored by a namespace's init); a child OOM-killed in
+# the container's cgroup, then the main process sent SIGTERM; an emptyDir past its sizeLimit.
+def real(last: dict[str, object] | None = None, now: dict[str, object] | None = None) -> dict:
+    status = container_status("app", 1 if last else 0, last_terminated=last, terminated_now=now)
+    return pod(status)
+
+
+REAL = [
+    ("kill -9", real({"exitCode": 137, "reason": "Error", "finishedAt": "2026-12-02T05:50:09Z",
+                      "startedAt": "2026-12-02T05:47:34Z"}), Ending.KILLED, Cause.OUTSIDE),
+    ("kill -TERM", real({"exitCode": 143, "reason": "Error", "finishedAt": "2026-12-02T05:47:34Z",
+                         "startedAt": "2026-12-02T05:47:34Z"}), Ending.TERMINATED, Cause.OUTSIDE),
+    ("child OOM-killed, then SIGTERM",
+     real({"exitCode": 143, "reason": "OOMKilled", "finishedAt": "2026-12-02T05:50:11Z",
+           "startedAt": "2026-12-02T05:47:34Z"}), Ending.TERMINATED, Cause.OUTSIDE),
+    ("emptyDir past its sizeLimit", {
+        **(body := real(now={"exitCode": 2, "reason": "Error",
+                             "finishedAt": "2026-12-02T05:48:28Z",
+                             "startedAt": "2026-12-02T05:47:34Z"})),
+        "status": {**body["status"], "phase": "Failed", "reason": "Evicted",
+                   "message": 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '},
+    }, Ending.EVICTED, Cause.STORAGE_LIMIT),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pod_", "ending", "cause"), [r[1:] for r in REAL], ids=[r[0] for r in REAL]
+)
+def test_the_real_kubelets_shapes_are_told_apart(pod_: dict, ending: Ending, cause: Cause) -> None:
+    (end,) = detect_ends(None, pod_)
+    t = end.termination
+    told = attribute(EndFacts(t.reason, t.exit_code, t.signal, None, end.pod_end, LIMIT, None))
+    assert told is not None and (told.ending, told.cause) == (ending, cause)
+
+
+def test_an_eviction_whose_container_the_kubelet_lost_names_the_run_that_ran() -> None:
+    # The other shape the test cluster's kubelet wrote for the emptyDir eviction (a race in
+    # stopping the pod): run 0 lost (ContainerStatusUnknown in lastState, a restart counted)
+    # and a placeholder run 1 that never started.
+    lost = {"exitCode": 137, "finishedAt": None, "reason": "ContainerStatusUnknown",
+            "startedAt": None}  # fmt: skip
+    body = evicted(container_status("app", 1, terminated_now=lost, last_terminated={
+        **lost, "message": "The container could not be located when the pod was deleted.  "
+        "The container used to be Running"}))  # fmt: skip
+    (end,) = detect_ends(None, body)
+    assert end.run.restart_count == 0 and end.pod_end == PodEnd("Evicted", EMPTY_DIR)
+    t = end.termination
+    told = attribute(EndFacts(t.reason, t.exit_code, t.signal, None, end.pod_end, LIMIT, None))
+    assert told is not None and (told.ending, told.cause) == (Ending.EVICTED, Cause.STORAGE_LIMIT)
+    assert "lost track of the container" in told.evidence
+    # Not evicted, a lost container is no kill the kubelet saw.
+    assert detect_ends(None, pod(container_status("app", 1, last_terminated=lost))) == []
+
+
+def test_a_go_process_as_pid_1_on_sigterm_exits_2_which_is_no_kill() -> None:
+    term_as_pid_1 = real({"exitCode": 2, "reason": "Error", "finishedAt": "2026-12-02T05:47:34Z"})
+    assert detect_ends(None, term_as_pid_1) == []
