@@ -36,6 +36,10 @@ def gunzip_bounded(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> by
             raise InvalidProfile(f"corrupt gzip data: {exc}") from None
         size += len(part)
         if size > max_bytes:
+            # Drop the output first: the exception's traceback keeps this frame, and with it
+            # a cap's worth of bytes, alive until the cyclic GC runs (a gzip bomb retried
+            # every few seconds grew the operator by the cap each time).
+            del part, parts
             raise ProfileTooLarge(f"decompressed profile exceeds the {max_bytes} byte limit")
         parts.append(part)
         if not decomp.eof:

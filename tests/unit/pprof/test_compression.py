@@ -1,4 +1,5 @@
 import gzip
+import traceback
 import zlib
 
 import pytest
@@ -22,6 +23,28 @@ def test_gzip_bomb_stops_at_the_cap_without_inflating_it():
     data = b"".join(bomb.compress(b"\0" * 2**20) for _ in range(1024)) + bomb.flush()
     with pytest.raises(ProfileTooLarge, match="exceeds the 8388608 byte limit"):
         gunzip_bounded(data, max_bytes=8 * 2**20)
+
+
+def test_a_gzip_bomb_leaves_nothing_inflated_in_the_traceback():
+    # The exception's frames live until the cyclic GC runs: a cap's worth of output kept in
+    # them grew the operator by the cap at every attempt at a hostile endpoint.
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    data = b"".join(bomb.compress(b"\0" * 2**20) for _ in range(16)) + bomb.flush()
+    with pytest.raises(ProfileTooLarge) as raised:
+        gunzip_bounded(data, max_bytes=2**20)
+
+    def inflated(value: object) -> int:
+        if isinstance(value, bytes | bytearray):
+            return len(value)
+        return sum(map(inflated, value)) if isinstance(value, list) else 0
+
+    kept = [
+        (frame.f_code.co_name, name, inflated(value))
+        for frame, _ in traceback.walk_tb(raised.value.__traceback__)
+        for name, value in frame.f_locals.items()
+        if inflated(value) > len(data)
+    ]
+    assert not kept, kept
 
 
 def test_exactly_at_the_cap_is_allowed():
