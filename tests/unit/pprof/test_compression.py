@@ -25,7 +25,7 @@ def test_gzip_bomb_stops_at_the_cap_without_inflating_it():
         gunzip_bounded(data, max_bytes=8 * 2**20)
 
 
-def test_a_gzip_bomb_leaves_nothing_inflated_in_the_traceback():
+def test_a_gzip_bomb_leaves_nothing_inflated_in_the_traceback() -> None:
     # The exception's frames live until the cyclic GC runs: a cap's worth of output kept in
     # them grew the operator by the cap at every attempt at a hostile endpoint.
     bomb = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
