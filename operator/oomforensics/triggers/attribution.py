@@ -28,7 +28,9 @@ Rules, in order (the first that applies decides):
    critical pod) and this was its last run: `Evicted`, high (the kubelet's own record, with
    its message). The cause follows the kubelet's message: a local-storage limit of the pod
    (an emptyDir `sizeLimit`, an ephemeral-storage limit) is StorageLimit; node pressure
-   ("The node was low on resource: memory") and anything else is Node.
+   ("The node was low on resource: memory") and anything else is Node. (A container the
+   kubelet lost track of while stopping the pod, ContainerStatusUnknown, is the eviction's
+   too: `detect_ends` gives it the pod's end.)
 3. The node shut down (pod status.reason `Terminated` or `Shutdown`): `Terminated`, Node, high.
 4. OOMKilled with exit code 143 (SIGTERM): the main process ended on SIGTERM; the reason only
    says an OOM kill happened somewhere in its cgroup: `Terminated`, Outside, medium.
