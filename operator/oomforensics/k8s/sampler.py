@@ -32,6 +32,9 @@ from oomforensics.triggers import (
     state_for_run,
 )
 
+# Seconds of fast retries for a run's first reading, before the spec's sampling interval.
+FIRST_READING_PATIENCE = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Sampled:
@@ -64,6 +67,23 @@ class Sampler:
         self._measured: dict[ContainerRun, float] = {}
         self._measured_at: dict[tuple[str, str], float] = {}  # of the last PodMetrics list
         self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
+        self._fed: dict[ContainerRun, float] = {}  # the PodMetrics window each run was fed
+        self._unread: dict[ContainerRun, int] = {}  # failed readings of a run never read
+
+    def _retry_in(self, run: ContainerRun, spec: InvestigationSpec) -> float:
+        """When to read a run again after a failed reading. A run never read yet is retried
+        at the fastest sampling interval for a while: the kubelet says a container runs a
+        moment before its process listens, and a fast leak can reach the limit within one
+        full interval."""
+        if run in self._states:
+            return spec.sampling_interval
+        tries = self._unread.get(run, 0) + 1
+        self._unread = {r: n for r, n in self._unread.items() if r.pod_uid != run.pod_uid}
+        self._unread[run] = tries
+        settings = spec.trigger_settings()
+        if tries * settings.min_sample_interval < FIRST_READING_PATIENCE:
+            return settings.min_sample_interval
+        return spec.sampling_interval
 
     def last_sample(self, run: ContainerRun) -> MemorySample | None:
         """The run's latest reading, while the run's state is kept (the kill recorder asks
@@ -85,6 +105,8 @@ class Sampler:
         # Pods gone (deleted, recreated under a new uid) leave nothing behind.
         live = {t.uid for t in targets}
         self._states = {r: v for r, v in self._states.items() if r.pod_uid in live}
+        self._fed = {r: t for r, t in self._fed.items() if r.pod_uid in live}
+        self._unread = {r: n for r, n in self._unread.items() if r.pod_uid in live}
         self.working_sets = {r: w for r, w in self.working_sets.items() if r.pod_uid in live}
         watched = [t for t in targets if t.problem is None and t.running]
         if not watched:
@@ -112,11 +134,22 @@ class Sampler:
     ) -> Sampled:
         run = target.run
         measured = self._measured_at.get((target.pod, target.container))
+        if working_set is not None and measured is not None and self._fed.get(run) == measured:
+            # The PodMetrics window this run was already judged on (metrics-server measures
+            # every 10 s or so; the run may be sampled every second near its limit): the
+            # target's own /metrics is fresher, and the same window again is no new sample.
+            fresh, _ = await self._resident_set(target, spec)
+            if fresh is not None:
+                working_set, measured = fresh, None
         if working_set is None:  # not in PodMetrics (yet, or no metrics API at all)
             working_set, problem = await self._resident_set(target, spec)
             measured = None  # read from the target just now
             if working_set is None:
-                return Sampled(spec.sampling_interval, problem)
+                return Sampled(self._retry_in(run, spec), problem)
+        self._unread.pop(run, None)
+        self._fed = {r: t for r, t in self._fed.items() if r.pod_uid != run.pod_uid}
+        if measured is not None:
+            self._fed[run] = measured
         # One run per pod: a restart (or a recreated pod's new uid) replaces the old one.
         self.working_sets = {r: w for r, w in self.working_sets.items() if r.pod_uid != run.pod_uid}
         self.working_sets[run] = working_set

@@ -1,0 +1,118 @@
+"""How often the sampler reads a run: a run never read yet is retried at the fastest interval
+(the kubelet says a container runs a moment before its process listens, and a leak that
+reaches the limit in 5 s is dead after one 15 s interval), and a PodMetrics window the run
+was already judged on is replaced by the target's own fresher /metrics reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from oomforensics.capture.errors import CaptureError
+from oomforensics.k8s.sampler import FIRST_READING_PATIENCE, Sampler
+from oomforensics.k8s.spec import InvestigationSpec, parse_spec
+from oomforensics.k8s.targets import Target
+
+MiB = 2**20
+SPEC = parse_spec({"selector": {"matchLabels": {"app": "db"}}, "endpoint": {"port": 6060}})
+TARGET = Target(
+    pod="db-0",
+    uid="6f1c2a9e-0d7b-4a51-9c1e-3b8e2f0a7d44",
+    container="app",
+    restart_count=0,
+    limit=100 * MiB,
+    ip="127.0.0.1",
+    port=6060,
+    running=True,
+    namespace="shop",
+)
+
+
+@dataclass
+class Readings:
+    """PodMetrics and the target's /metrics page, as a test sets them."""
+
+    window: tuple[str, int] | None = None  # (timestamp, working set) of the PodMetrics list
+    rss: int | None = None  # process_resident_memory_bytes on /metrics; None: not answering
+    fetched: list[str] = field(default_factory=list)
+
+    async def pod_metrics(self, namespace: str, max_age: float | None = None) -> list[Any]:
+        if self.window is None:
+            return []
+        stamp, working_set = self.window
+        usage = {"memory": f"{working_set // 1024}Ki"}
+        return [
+            {
+                "metadata": {"name": "db-0"},
+                "timestamp": stamp,
+                "containers": [{"name": "app", "usage": usage}],
+            }
+        ]
+
+    async def fetch(self, spec: InvestigationSpec, url: str, what: str) -> bytes:
+        self.fetched.append(what)
+        if self.rss is None:
+            raise CaptureError("connection refused", url, what)
+        return f"process_resident_memory_bytes {self.rss}\n".encode()
+
+
+@dataclass
+class NoCaptures:
+    errors: dict[Any, str] = field(default_factory=dict)
+
+
+def sampler(readings: Readings) -> Sampler:
+    # No archive is given: the ledger, capturer and events are never asked to do anything.
+    unused = cast(Any, None)
+    return Sampler(cast(Any, readings), "shop", unused, cast(Any, NoCaptures()), unused)
+
+
+async def test_a_run_never_read_is_retried_at_the_fastest_interval_for_a_while() -> None:
+    readings = Readings()  # not in PodMetrics yet, and not listening yet
+    reader = sampler(readings)
+    fastest = SPEC.trigger_settings().min_sample_interval
+    waits = []
+    for _ in range(int(FIRST_READING_PATIENCE / fastest) + 2):
+        (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+        waits.append(sampled.next_in)
+    assert waits[0] == fastest < SPEC.sampling_interval
+    # Not for ever: an endpoint that never answers is read at the spec's interval.
+    assert waits[-1] == SPEC.sampling_interval
+    # Once read, the run is paced by its trigger state again.
+    readings.rss = 10 * MiB
+    (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert reader.working_sets[TARGET.run] == 10 * MiB
+
+
+async def test_a_failed_reading_of_a_run_already_read_waits_the_full_interval() -> None:
+    readings = Readings(rss=10 * MiB)
+    reader = sampler(readings)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    readings.rss = None
+    (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert sampled.next_in == SPEC.sampling_interval
+
+
+async def test_the_same_podmetrics_window_again_gives_way_to_the_targets_own_reading() -> None:
+    readings = Readings(window=("2026-12-02T06:00:00Z", 40 * MiB), rss=60 * MiB)
+    reader = sampler(readings)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert reader.working_sets[TARGET.run] == 40 * MiB and readings.fetched == []
+    # A second later metrics-server still has the same window: the target is read instead.
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert readings.fetched == ["metrics"]
+    assert reader.working_sets[TARGET.run] == 60 * MiB
+    # A new window is used as it comes, without asking the target.
+    readings.window = ("2026-12-02T06:00:10Z", 70 * MiB)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert readings.fetched == ["metrics"]
+    assert reader.working_sets[TARGET.run] == 70 * MiB
+
+
+async def test_a_stale_window_stays_the_reading_when_the_target_does_not_answer() -> None:
+    readings = Readings(window=("2026-12-02T06:00:00Z", 40 * MiB), rss=None)
+    reader = sampler(readings)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert reader.working_sets[TARGET.run] == 40 * MiB
+    assert sampled.error is None or "connection refused" not in sampled.error
