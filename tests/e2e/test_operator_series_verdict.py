@@ -1,58 +1,55 @@
-"""The operator judges a run by its series of snapshots, end to end: a noisy Go service whose
-bounded cache fills in its first seconds (inside the baseline's warm-up) is watched through
-several periodic snapshots and never suspected of a leak, while the same service with a slow
-steady leak under the same churn ends with LeakSuspected True, naming the leaking function."""
+"""The operator judges a run by its series of snapshots, end to end on the real cluster: a
+noisy Go service whose bounded cache fills in its first seconds (inside the baseline's
+warm-up) runs as a pod on the real kubelet and is watched through several periodic snapshots
+and never suspected of a leak, while the same service with a slow steady leak under the same
+churn ends with LeakSuspected True, naming the leaking function. The operator runs as the
+chart's ServiceAccount with the chart's RBAC: nothing it asks is refused."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.operator_harness import (
-    MI,
-    PODS,
+    KubeOperator,
     apply_crd,
     dump,
-    operator_environment,
     poll,
-    require_cluster,
     running_operator,
 )
-from tests.support.cluster import ClusterFront, Kubelet
-from tests.support.cluster.pods import container, pod
-from tests.support.moto import MotoServer
-from tests.support.storefront import MEMPROFILERATE, MODE_ARGS, STOREFRONT_BIN
+from tests.e2e.test_operator_classic_leak import ARTIFACTS
+from tests.support.kube.images import fixture_image
+from tests.support.kube.pods import JSON, free_port, host_pod
+from tests.support.storefront import MEMPROFILERATE, MODE_ARGS
 
-pytestmark = [pytest.mark.gotool, pytest.mark.timeout(480)]
+# Five snapshots 30 s apart of two busy services on a loaded 2-core machine.
+pytestmark = [pytest.mark.gotool, pytest.mark.timeout(600)]
 SNAPSHOTS = 5  # the baseline and four periodic snapshots, 30 s apart
 LEAK_FUNCTION = "main.(*store).rememberOrder"
-ARTIFACTS = Path(os.environ.get("OOMF_E2E_ARTIFACTS", "/tmp/oomf-e2e"))
 
 
-def storefront_pod(name: str, mode: str) -> dict[str, Any]:
-    args = ["-mode", mode, "-listen", "127.0.0.1:$(PORT)", "-memprofilerate", str(MEMPROFILERATE)]
-    args += MODE_ARGS.get(mode, ())
-    app = container(
-        "app",
-        [str(STOREFRONT_BIN)],
+def storefront_pod(name: str, namespace: str, image: str, mode: str) -> JSON:
+    port = free_port()
+    args = ["-mode", mode, "-listen", f"127.0.0.1:{port}"]
+    args += ["-memprofilerate", str(MEMPROFILERATE), *MODE_ARGS.get(mode, ())]
+    return host_pod(
+        name,
+        namespace,
+        image,
         args,
-        image="registry.test/oomforensics/storefront:v1",
+        port=port,
+        labels={"app": name},
         memory_limit="1Gi",  # far above either: only periodic snapshots, no threshold
-        ports={"http": 0},
     )
-    return pod(name, [app], labels={"app": name})
 
 
-def investigation(name: str) -> dict[str, Any]:
+def investigation(name: str, namespace: str) -> JSON:
     return {
         "apiVersion": "oomforensics.io/v1alpha1",
         "kind": "MemoryInvestigation",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "selector": {"matchLabels": {"app": name}},
             "endpoint": {"portName": "http"},
@@ -68,26 +65,22 @@ def leak_condition(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_filling_cache_is_not_a_leak_and_a_slow_leak_is(
-    front: ClusterFront,
-    kubelet: Kubelet,
-    s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path,
+    kube_operator: KubeOperator,
 ) -> None:
-    require_cluster(front)
-    if not STOREFRONT_BIN.is_file():
-        pytest.skip(f"{STOREFRONT_BIN} is not built (hack/build-go-fixtures.sh)")
-    operator_environment(monkeypatch, front, s3, "e2e-series", tmp_path / "spool")
+    kube, namespace, mi = kube_operator.kube, kube_operator.namespace, kube_operator.mi
+    image = fixture_image(kube, "storefront")
     seen: dict[str, list[tuple[int, str, str]]] = {"cache": [], "slowleak": []}
-    async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+    async with kube.async_http() as http:
         await apply_crd(http)
         for name, mode in (("cache", "cachefill"), ("slowleak", "slowleak")):
-            assert (await http.post(PODS, json=storefront_pod(name, mode))).status_code == 201
-            created = await http.post(MI, json=investigation(name))
+            pod = storefront_pod(name, namespace, image, mode)
+            created = await http.post(kube_operator.pods, json=pod)
+            assert created.status_code == 201, created.text
+            created = await http.post(mi, json=investigation(name, namespace))
             assert created.status_code == 201, created.text
 
         async def judged(name: str) -> dict[str, Any] | None:
-            body: dict[str, Any] = (await http.get(f"{MI}/{name}")).json()
+            body: dict[str, Any] = (await http.get(f"{mi}/{name}")).json()
             judgement = ((body.get("status") or {}).get("summary") or {}).get("judgement") or {}
             condition = leak_condition(body)
             if condition:
@@ -96,15 +89,20 @@ async def test_a_filling_cache_is_not_a_leak_and_a_slow_leak_is(
                     seen[name].append(record)
             return body if judgement.get("snapshots", 0) >= SNAPSHOTS else None
 
-        async with running_operator() as operator:
+        async with running_operator([namespace]) as operator:
             cache, leak = await asyncio.gather(
-                poll(lambda: judged("cache"), 300, "five snapshots of the cache", operator),
-                poll(lambda: judged("slowleak"), 300, "five snapshots of the leak", operator),
+                poll(lambda: judged("cache"), 420, "five snapshots of the cache", operator),
+                poll(lambda: judged("slowleak"), 420, "five snapshots of the leak", operator),
             )
+        pods = (await http.get(kube_operator.pods)).json()["items"]
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dump(ARTIFACTS / "series-cache-status.json", {**cache["status"], "seen": seen["cache"]})
     dump(ARTIFACTS / "series-slowleak-status.json", {**leak["status"], "seen": seen["slowleak"]})
+    # Both services ran on the real kubelet without a restart: the series is one container run.
+    for pod in pods:
+        (container,) = pod["status"]["containerStatuses"]
+        assert container["restartCount"] == 0, (pod["metadata"]["name"], container)
     # The cache filled inside the warm-up and stayed at its bound: at no point a leak.
     assert all(status != "True" for _, status, _ in seen["cache"]), seen["cache"]
     condition = leak_condition(cache)
@@ -126,3 +124,5 @@ async def test_a_filling_cache_is_not_a_leak_and_a_slow_leak_is(
     # Before the series could tell, the condition said so instead of guessing.
     early = [reason for n, status, reason in seen["slowleak"] if status == "Unknown" and n < 4]
     assert set(early) <= {"InsufficientEvidence", "WarmingUp", "NotEnoughSnapshots"}
+    # As the chart's ServiceAccount, nothing was refused.
+    assert not kube_operator.forbidden(), kube_operator.forbidden()
