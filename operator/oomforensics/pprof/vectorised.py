@@ -180,17 +180,35 @@ def _lookup(
     """Position of each `wanted` value in `keys` (distinct), -1 where absent."""
     if keys.size == 0 or wanted.size == 0:
         return np.full(wanted.size, -1, dtype=np.int32)
-    top = int(keys.max())
-    if top <= 4 * keys.size + 4096:  # ids are small (Go numbers them from 1): a table
-        table = np.full(top + 2, -1, dtype=np.int32)
-        table[keys.astype(np.intp)] = np.arange(keys.size, dtype=np.int32)
-        if int(wanted.max()) > top:
-            wanted = np.minimum(wanted, top + 1)
-        return np.take(table, wanted)
+    table = _id_table(keys)
+    if table is not None:
+        return np.take(table, _within(wanted, table))
     order = np.argsort(keys, kind="stable")
     ranks = np.minimum(np.searchsorted(keys[order], wanted.astype(np.uint64)), keys.size - 1)
     found = order[ranks]
     return np.where(keys[found] == wanted, found, -1).astype(np.int32)
+
+
+def _id_table(keys: NDArray[np.uint64]) -> NDArray[np.int32] | None:
+    """Position by value of the (distinct, non-empty) `keys` when they are small (Go numbers
+    ids from 1), with -1 for the values between and one past the largest; else None."""
+    top = int(keys.max())
+    if top > 4 * keys.size + 4096:
+        return None
+    table = np.full(top + 2, -1, dtype=np.int32)
+    table[keys.astype(np.intp)] = np.arange(keys.size, dtype=np.int32)
+    return table
+
+
+def _within(
+    wanted: NDArray[np.uint64] | NDArray[np.uint32], table: NDArray[np.int32]
+) -> NDArray[np.uint64] | NDArray[np.uint32]:
+    """`wanted` with every value past the table's end moved to its last entry (absent)."""
+    top = table.size - 2
+    if wanted.size and int(wanted.max()) > top:
+        clipped: NDArray[np.uint64] | NDArray[np.uint32] = np.minimum(wanted, top + 1)
+        return clipped
+    return wanted
 
 
 def _name_locations(
@@ -293,27 +311,49 @@ def _sample_frames(
     pruned_beneath: NDArray[np.bool_],
 ) -> tuple[Index, NDArray[np.int32]]:
     """Each sample's frames: its locations (after pruning) expanded to their frames."""
-    where = _lookup(locations.ids, raw.location_ids)
-    if where.size and where.min() < 0:
-        raise wire.Unsupported("a sample refers to a missing location")
-    offsets = raw.offsets
-    if pruned_beneath.any():
-        where, offsets = prune_samples(where, offsets, pruned, pruned_beneath)
     frame_offsets, nodes = location_frames
     size = np.diff(frame_offsets).astype(np.int32)
     leaf_node = nodes[frame_offsets[:-1]]
-    if (size == 1).all():
-        return offsets, np.take(leaf_node, where)
+    ids = raw.location_ids
+    offsets = raw.offsets
+    table = _id_table(locations.ids) if locations.ids.size and ids.size else None
+    if table is not None and not pruned_beneath.any():
+        # Usually: from each location id straight to its leaf and its frame count, through
+        # tables by id (one pass over the samples' ids fewer than through positions).
+        ids = _within(ids, table)
+        known = table >= 0
+        leaves = np.take(np.where(known, leaf_node[table], -1), ids)
+        if leaves.min() < 0:
+            raise wire.Unsupported("a sample refers to a missing location")
+        if (size == 1).all():
+            return offsets, leaves
+        counts = np.take(np.where(known, size[table], 0), ids)
+
+        def located(index: Index) -> NDArray[np.int32]:
+            return np.take(table, ids[index])
+    else:
+        where = _lookup(locations.ids, ids)
+        if where.size and where.min() < 0:
+            raise wire.Unsupported("a sample refers to a missing location")
+        if pruned_beneath.any():
+            where, offsets = prune_samples(where, offsets, pruned, pruned_beneath)
+        leaves = np.take(leaf_node, where)
+        if (size == 1).all():
+            return offsets, leaves
+        counts = np.take(size, where)
+
+        def located(index: Index) -> NDArray[np.int32]:
+            return where[index]
+
     # Most locations have one frame: place those, then the inlined frames of the others.
-    counts = np.take(size, where)
     cumulative = np.zeros(counts.size + 1, dtype=np.intp)
     np.cumsum(counts, out=cumulative[1:])
     placed = cumulative[:-1]
     frames = np.empty(int(cumulative[-1]), dtype=np.int32)
-    frames[placed] = np.take(leaf_node, where)
+    frames[placed] = leaves
     inlined = np.flatnonzero(counts > 1)
     if inlined.size:
         extras = counts[inlined].astype(np.intp) - 1
         target = expand_ranges(placed[inlined] + 1, extras)
-        frames[target] = nodes[expand_ranges(frame_offsets[where[inlined]] + 1, extras)]
+        frames[target] = nodes[expand_ranges(frame_offsets[located(inlined)] + 1, extras)]
     return cumulative[offsets], frames
