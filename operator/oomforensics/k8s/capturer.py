@@ -16,8 +16,9 @@ from oomforensics.archive.layout import SnapshotKey
 from oomforensics.archive.recorder import Reading, record_snapshot
 from oomforensics.archive.store import Archive, ArchiveError
 from oomforensics.capture.client import CaptureResult
+from oomforensics.k8s import metrics
 from oomforensics.k8s.events import EventReason, Events, EventType
-from oomforensics.k8s.metrics import CaptureOutcome, record_capture
+from oomforensics.k8s.metrics import CaptureOutcome
 from oomforensics.k8s.runs import RunLedger
 from oomforensics.k8s.services import Services
 from oomforensics.k8s.spec import InvestigationSpec
@@ -104,9 +105,9 @@ class Capturer:
         captured = await self._services.capture(
             spec, pprof_base(target, spec.endpoint, self._namespace)
         )
-        counted = (self._namespace, self._ledger.investigation, reason)
+        counted, took = (self._namespace, self._ledger.investigation, reason), _took(captured)
         if not captured.ok:
-            record_capture(*counted, CaptureOutcome.CAPTURE_FAILED, capture_seconds=_took(captured))
+            metrics.record_capture(*counted, CaptureOutcome.CAPTURE_FAILED, capture_seconds=took)
             message = "; ".join(f"{n}: {e}" for n, e in captured.errors.items())
             self.errors[run] = f"{target.pod}/{target.container}: capture failed: {message}"
             backoff = self._backoff.setdefault(run, Backoff())
@@ -131,13 +132,13 @@ class Capturer:
                 image=target.image,
             )
         except (ArchiveError, OSError) as exc:
-            record_capture(*counted, CaptureOutcome.STORAGE_FAILED, capture_seconds=_took(captured))
+            metrics.record_capture(*counted, CaptureOutcome.STORAGE_FAILED, capture_seconds=took)
             await self._storage.write_failed(archive, exc)
             return None
-        record_capture(
+        metrics.record_capture(
             *counted,
             CaptureOutcome.SPOOLED if recorded.spooled else CaptureOutcome.STORED,
-            capture_seconds=_took(captured),
+            capture_seconds=took,
             durable_seconds=time.monotonic() - decided,
             size=sum(len(data) for data in captured.files.values()),
         )
