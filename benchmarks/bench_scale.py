@@ -50,6 +50,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import signal
 import statistics
@@ -303,6 +304,8 @@ class Outcome:
     events: Counter[str] = field(default_factory=Counter)  # Events posted, by reason
     errors: Counter[str] = field(default_factory=Counter)  # targets' lastError at the end
     endpoint_errors: Counter[str] = field(default_factory=Counter)  # fixtures unreachable
+    forward_seconds: list[float] = field(default_factory=list)  # our server -> fixture
+    bench_cpu: float = math.nan  # % of one core used by this process (endpoint server etc.)
     lease_renewals: int = 0
     node_ready_at_end: str = ""
     cleanup: str = ""
@@ -561,6 +564,7 @@ async def final_state(
                 if target.get("lastError"):
                     # The pod name out, so that equal errors count together.
                     error = str(target["lastError"]).replace(str(target.get("pod")), "POD")
+                    error = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", error)  # a port each
                     outcome.errors[error[:200]] += 1
     node = (await direct.get(f"/api/v1/nodes/{NODE_NAME}")).json()
     ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
@@ -642,7 +646,9 @@ async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 try:
+                    own = time.process_time()
                     start, end = await drive(args, direct, board, pods, archive, process, outcome)
+                    outcome.bench_cpu = 100 * (time.process_time() - own) / (end - start)
                 finally:
                     if spy is not None:
                         spy.send_signal(signal.SIGINT)
@@ -659,6 +665,7 @@ async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
             )
             count_requests(outcome, requests, endpoints, start, end)
             outcome.endpoint_errors = endpoints.errors
+            outcome.forward_seconds = endpoints.forward_seconds
             outcome.lease_renewals = node.renewals
         finally:
             stop_heartbeats.set()
@@ -716,6 +723,15 @@ def minute_cpu(samples: list[Sample]) -> list[float]:
         if len(window) >= 2:
             out.append(100 * (window[-1].cpu - window[0].cpu) / (window[-1].at - window[0].at))
     return out
+
+
+def quantiles(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    return (
+        statistics.median(ordered),
+        ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        ordered[-1],
+    )
 
 
 def load_mean(loads: list[float]) -> float:
@@ -784,6 +800,15 @@ def summary_table(args: argparse.Namespace, outcome: Outcome) -> list[str]:
         "| pprof forwards that failed (fixture unreachable) | "
         + (", ".join(f"{n} x `{e}`" for e, n in outcome.endpoint_errors.items()) or "none")
         + " |",
+        "| the benchmark's server forwarding /debug/pprof to a fixture: median / p99 / max | "
+        + (
+            " / ".join(f"{1000 * x:.0f} ms" for x in quantiles(outcome.forward_seconds))
+            if outcome.forward_seconds
+            else "-"
+        )
+        + " |",
+        f"| this benchmark's process (endpoint server, polls), % of one core | "
+        f"{outcome.bench_cpu:.1f} % |",
         f"| emulated node: Lease renewals; Ready at the end | {outcome.lease_renewals}; "
         f"{outcome.node_ready_at_end or '-'} |",
         f"| clean-up | {outcome.cleanup or '-'} |",

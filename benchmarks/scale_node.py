@@ -251,6 +251,7 @@ class PodEndpoints:
     levels: list[int] = field(default_factory=list)
     requests: list[tuple[float, str]] = field(default_factory=list)  # (wall time, path)
     errors: Counter[str] = field(default_factory=Counter)
+    forward_seconds: list[float] = field(default_factory=list)  # each pprof forward's time
     _template: str = ""
     _by_port: dict[int, int] = field(default_factory=dict)
 
@@ -301,11 +302,14 @@ class PodEndpoints:
             return web.Response(status=404, text="404 page not found\n")
         upstream: httpx.AsyncClient = request.app["upstream"]
         fixture = self.fixtures[index % len(self.fixtures)]
+        began = time.monotonic()
         try:
             answer = await upstream.get(f"{fixture}{request.path_qs}")
         except httpx.HTTPError as exc:
             self.errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
             return web.Response(status=502, text=f"fixture unreachable: {exc}\n")
+        finally:
+            self.forward_seconds.append(time.monotonic() - began)
         headers = {
             name: answer.headers[name]
             for name in ("Content-Type", "Content-Disposition", "X-Content-Type-Options")
