@@ -16,7 +16,7 @@ from typing import Any
 # of a second of CPU, and a diff does no linear algebra.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from oomforensics.analysis.snapshot import Snapshot
+from oomforensics.analysis.snapshot import HEAP_PROFILE, Snapshot
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
 from oomforensics.cli.render import SampleIndexChoice, render_comparison, render_table_only
@@ -108,8 +108,13 @@ def load_snapshots(paths: list[Path]) -> list[Snapshot]:
     slower beside the other: they share the memory bandwidth); threads gain nothing, most
     of the decoder holds the GIL. Whatever goes wrong in the child, the path is read here
     again, so the errors are those of reading one by one: the first failing path raises."""
-    if len(paths) < 2 or not hasattr(os, "fork") or threading.active_count() > 1:
-        return [_prepared(load_snapshot(path)) for path in paths]  # forking a threaded process
+    if (
+        len(paths) < 2
+        or not hasattr(os, "fork")
+        or threading.active_count() > 1  # forking a threaded process is not safe
+        or _profile_size(paths[-1]) < _CHILD_FROM
+    ):
+        return [_prepared(load_snapshot(path)) for path in paths]
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child; measured by the tests through its result
@@ -135,6 +140,19 @@ def load_snapshots(paths: list[Path]) -> list[Snapshot]:
     if not isinstance(last, Snapshot):
         last = _prepared(load_snapshot(paths[-1]))
     return [*snapshots, last]
+
+
+# Below this size (the profile file, gzipped) a child costs more than it saves: forking and
+# handing the result back take a few milliseconds, decoding a 2 KB profile less.
+_CHILD_FROM = 256 * 1024
+
+
+def _profile_size(path: Path) -> int:
+    """The size of the profile a path names (a snapshot directory's heap profile), 0 if none."""
+    try:
+        return (path / HEAP_PROFILE if path.is_dir() else path).stat().st_size
+    except OSError:
+        return 0  # read in this process, which reports the error
 
 
 def _prepared(snapshot: Snapshot) -> Snapshot:

@@ -1,8 +1,7 @@
 """`diff` reads its snapshots side by side (the last one in a forked child): the same
 snapshots, and the same first error, as reading them one after the other."""
 
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ from oomforensics.cli.diff import load_snapshots
 from oomforensics.cli.files import load_snapshot
 from oomforensics.pprof.errors import InvalidProfile
 from tests.support.profiles import ProfileBuilder
-
-SCRIPT = Path(sys.executable).parent / "oomforensics"
 
 
 def profile(path: Path, leak: int) -> Path:
@@ -36,6 +33,7 @@ def test_the_snapshots_equal_those_read_one_by_one(
         return load_snapshot(path)
 
     monkeypatch.setattr(diff, "load_snapshot", recorded)
+    monkeypatch.setattr(diff, "_CHILD_FROM", 0)  # a child even for these small profiles
     together = load_snapshots(paths)
     assert read_here == paths[:-1]  # the last one came from the child, not read again here
     alone = [load_snapshot(path) for path in paths]
@@ -45,7 +43,10 @@ def test_the_snapshots_equal_those_read_one_by_one(
     assert "function table 3" in together[-1].profile.samples.memo
 
 
-def test_a_bad_new_profile_raises_its_own_error(tmp_path: Path) -> None:
+def test_a_bad_new_profile_raises_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
     base = profile(tmp_path / "base.pb.gz", 4096)
     bad = tmp_path / "bad.pb.gz"
     bad.write_bytes(b"<html>forbidden</html>")
@@ -54,14 +55,23 @@ def test_a_bad_new_profile_raises_its_own_error(tmp_path: Path) -> None:
     assert str(bad) in str(raised.value)
 
 
-def test_the_first_bad_path_in_order_is_reported(tmp_path: Path) -> None:
+def test_the_first_bad_path_in_order_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
     first, second = tmp_path / "first.pb.gz", tmp_path / "second.pb.gz"
     first.write_bytes(b"\x08\x96\x01garbage\xff\xff\xff")
     second.write_bytes(b"<html>forbidden</html>")
-    # The command, as a user runs it (a fresh process, so the child is forked).
-    result = subprocess.run(
-        [str(SCRIPT), "diff", str(first), str(second)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and str(first) in result.stderr
-    assert "not a pprof profile" in result.stderr
+    with pytest.raises(InvalidProfile, match="not a pprof profile") as raised:
+        load_snapshots([first, second])
+    assert str(first) in str(raised.value)
+
+
+def test_small_profiles_are_read_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+
+    def no_fork() -> int:
+        raise AssertionError("forked for 2 KB profiles")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert [s.source for s in load_snapshots(paths)] == [str(p) for p in paths]
