@@ -222,6 +222,7 @@ async def test_every_rule_of_the_chart_is_used_and_every_request_allowed(
     default_secret = f"rbac-s3-{secrets.token_hex(3)}"
     monkeypatch.setenv("OOMF_STORAGE_SECRET", default_secret)
     monkeypatch.setenv("OOMF_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("OOMF_METRICS_PORT", "0")  # other operators share the machine
     image = fixture_image(kube, "leaky")
     with kube_namespace(kube, "rbac-shop") as shop:
         values = {

@@ -208,6 +208,7 @@ async def _run_the_image(
     env.update(
         KUBECONFIG=str(kubeconfig),
         OOMF_NAMESPACES=namespace,
+        OOMF_METRICS_PORT=str(free_port()),  # 8000 may be taken here
         OOMF_STORAGE_URL=f"file://{tmp_path / 'archive'}",
     )
     before = files_and_times(image_root / "opt")
