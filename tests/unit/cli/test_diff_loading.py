@@ -22,6 +22,12 @@ def profile(path: Path, leak: int) -> Path:
     return path
 
 
+def force_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child even for small profiles, whatever the machine's load."""
+    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
+    monkeypatch.setattr(diff, "_idle_core", lambda: True)
+
+
 def test_the_snapshots_equal_those_read_one_by_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -33,7 +39,7 @@ def test_the_snapshots_equal_those_read_one_by_one(
         return load_snapshot(path)
 
     monkeypatch.setattr(diff, "load_snapshot", recorded)
-    monkeypatch.setattr(diff, "_CHILD_FROM", 0)  # a child even for these small profiles
+    force_child(monkeypatch)
     together = load_snapshots(paths)
     assert read_here == paths[:-1]  # the last one came from the child, not read again here
     alone = [load_snapshot(path) for path in paths]
@@ -46,7 +52,7 @@ def test_the_snapshots_equal_those_read_one_by_one(
 def test_a_bad_new_profile_raises_its_own_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
+    force_child(monkeypatch)
     base = profile(tmp_path / "base.pb.gz", 4096)
     bad = tmp_path / "bad.pb.gz"
     bad.write_bytes(b"<html>forbidden</html>")
@@ -58,7 +64,7 @@ def test_a_bad_new_profile_raises_its_own_error(
 def test_the_first_bad_path_in_order_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
+    force_child(monkeypatch)
     first, second = tmp_path / "first.pb.gz", tmp_path / "second.pb.gz"
     first.write_bytes(b"\x08\x96\x01garbage\xff\xff\xff")
     second.write_bytes(b"<html>forbidden</html>")
@@ -67,11 +73,20 @@ def test_the_first_bad_path_in_order_is_reported(
     assert str(first) in str(raised.value)
 
 
+def no_fork() -> int:
+    raise AssertionError("forked")
+
+
 def test_small_profiles_are_read_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+    monkeypatch.setattr(diff, "_idle_core", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert [s.source for s in load_snapshots(paths)] == [str(p) for p in paths]
 
-    def no_fork() -> int:
-        raise AssertionError("forked for 2 KB profiles")
 
+def test_no_child_on_a_busy_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+    monkeypatch.setattr(diff, "_CHILD_FROM", 0)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
     monkeypatch.setattr(os, "fork", no_fork)
     assert [s.source for s in load_snapshots(paths)] == [str(p) for p in paths]
