@@ -226,6 +226,13 @@ async def test_a_hostile_endpoint_is_a_condition_and_the_others_are_still_served
     message = condition(failed, "Capturing")["message"]
     assert "mallory" in message
     assert "heap.pb.gz" in message  # the bomb is named, by the file it would have been
+    # ... and each attack by what stopped it: the size cap, the deadline, the HTML check
+    for file, stopped_by in (
+        ("heap.pb.gz", "byte limit"),
+        ("heap.txt", "read_timeout"),
+        ("goroutine.txt", "HTML page"),
+    ):
+        assert f"{file}: " in message and stopped_by in message, (file, message)
     assert condition(healthy, "Capturing")["reason"] == "Sampling"
     assert condition(ended, "Capturing")["reason"] == "NoMatchingPods"
     assert condition(still, "Ready")["status"] == "True"
