@@ -571,9 +571,12 @@ async def final_state(
     outcome.node_ready_at_end = ready[0]["status"] if ready else "?"
 
 
-async def clean_up(direct: httpx.AsyncClient, node: ScaleNode, args: argparse.Namespace) -> str:
+async def clean_up(
+    direct: httpx.AsyncClient, node: ScaleNode | None, args: argparse.Namespace
+) -> str:
     """Finalizers off the investigations (the operator has stopped), the pods deleted at once
-    (no kubelet will confirm a graceful deletion), the namespaces, then the Node."""
+    (no kubelet will confirm a graceful deletion), the namespaces, then the Node (None: the
+    run never registered it)."""
     for namespace in namespaces(args):
         path = f"{GROUP_PATH}/namespaces/{namespace}/memoryinvestigations"
         for item in (await direct.get(path)).json().get("items") or []:
@@ -586,17 +589,18 @@ async def clean_up(direct: httpx.AsyncClient, node: ScaleNode, args: argparse.Na
             f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0}
         )
         await direct.delete(f"/api/v1/namespaces/{namespace}")
-    await node.remove()
+    if node is not None:
+        await node.remove()
     deadline = time.monotonic() + 120
     left = namespaces(args)
     while left and time.monotonic() < deadline:
         left = [n for n in left if (await direct.get(f"/api/v1/namespaces/{n}")).status_code != 404]
         await asyncio.sleep(1)
-    gone = (await direct.get(f"/api/v1/nodes/{NODE_NAME}")).status_code == 404
-    return (
-        f"namespaces {'still terminating: ' + ', '.join(left) if left else 'deleted'}; "
-        f"node {NODE_NAME} {'deleted' if gone else 'still there'}"
-    )
+    text = f"namespaces {'still terminating: ' + ', '.join(left) if left else 'deleted'}"
+    if node is not None:
+        gone = (await direct.get(f"/api/v1/nodes/{NODE_NAME}")).status_code == 404
+        text += f"; node {NODE_NAME} {'deleted' if gone else 'still there'}"
+    return text
 
 
 async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
@@ -615,16 +619,19 @@ async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
         endpoints = PodEndpoints(args.pods, [s.base_url for s in services])
         await stack.enter_async_context(endpoints.serving())
         board = Board(endpoints)
-        say(f"namespaces {', '.join(watched)}: the chart's RBAC and the operator's token ...")
-        kubeconfig, user = await asyncio.to_thread(
-            operator_kubeconfig, kube, workdir / "operator.kubeconfig", watch_namespaces=watched
-        )
         node = ScaleNode(direct, kube.node_name)
-        say(f"registering node {NODE_NAME} (no kubelet) ...")
-        await node.register()
+        registered = False
         stop_heartbeats = asyncio.Event()
-        heartbeats = asyncio.create_task(node.alive(stop_heartbeats))
+        heartbeats: asyncio.Task[None] | None = None
         try:
+            say(f"namespaces {', '.join(watched)}: the chart's RBAC and the operator's token ...")
+            kubeconfig, user = await asyncio.to_thread(
+                operator_kubeconfig, kube, workdir / "operator.kubeconfig", watch_namespaces=watched
+            )
+            say(f"registering node {NODE_NAME} (no kubelet) ...")
+            await node.register()  # NodeBusy: another run's node, left alone
+            registered = True
+            heartbeats = asyncio.create_task(node.alive(stop_heartbeats))
             say(f"creating {args.investigations} investigations and {args.pods} pods ...")
             began = time.monotonic()
             pods = await setup_cluster(direct, node, args, endpoints.ports)
@@ -669,9 +676,10 @@ async def run(args: argparse.Namespace, kube: KubeCluster) -> Outcome:
             outcome.lease_renewals = node.renewals
         finally:
             stop_heartbeats.set()
-            await heartbeats
+            if heartbeats is not None:
+                await heartbeats
             say("cleaning up ...")
-            outcome.cleanup = await clean_up(direct, node, args)
+            outcome.cleanup = await clean_up(direct, node if registered else None, args)
             say(f"  {outcome.cleanup}")
     return outcome
 
