@@ -22,6 +22,7 @@ from oomforensics.triggers import reason_threshold
 from tests.deploy.chart import NAMESPACE
 from tests.e2e.operator_harness import (
     apply_crd,
+    condition,
     kube_namespace,
     kube_operator_environment,
     poll,
@@ -146,7 +147,18 @@ async def test_when_pod_metrics_are_forbidden_the_targets_own_metrics_drive_the_
                 body: dict[str, Any] = (await http.get(f"{mi}/nometrics")).json()
                 return body if (body.get("status") or {}).get("oomKills") else None
 
-            body = await poll(killed, 300, "the OOM kill", operator)
+            await poll(killed, 300, "the OOM kill", operator)
+
+            # Between the kill and the restart the real kubelet may still call the container
+            # running while nothing listens on its port: the reading from /metrics fails and
+            # Capturing is False for that moment. The restarted container is read again.
+            async def capturing_again() -> dict[str, Any] | None:
+                body = await killed()
+                return (
+                    body if body and condition(body, "Capturing").get("status") == "True" else None
+                )
+
+            body = await poll(capturing_again, 120, "Capturing True after the restart", operator)
 
     status = body["status"]
     kill = status["oomKills"][0]
