@@ -76,7 +76,9 @@ class KillRecorder:
         ledger: RunLedger,
         summariser: Summariser,
         events: Events,
-        last_sample: Callable[[ContainerRun], MemorySample | None] = lambda run: None,
+        last_sample: Callable[[ContainerRun, float | None], MemorySample | None] = (
+            lambda run, before: None
+        ),
     ) -> None:
         self._namespace = namespace
         self._last_sample = last_sample
@@ -105,7 +107,12 @@ class KillRecorder:
         ends = detect_ends(previous, pod, since=self._since)
         self._pods[uid] = pod
         self._pending.extend(
-            NoticedEnd(pod, end, _limit(pod, end.run.container), self._last_sample(end.run))
+            NoticedEnd(
+                pod,
+                end,
+                _limit(pod, end.run.container),
+                self._last_sample(end.run, end.termination.finished_at_seconds()),
+            )
             for end in ends
         )
         if ends or _running_runs(pod) - _running_runs(previous or {}):

@@ -85,14 +85,24 @@ class Sampler:
             return settings.min_sample_interval
         return spec.sampling_interval
 
-    def last_sample(self, run: ContainerRun) -> MemorySample | None:
-        """The run's latest reading, while the run's state is kept (the kill recorder asks
-        when it notices the run's end, before the next run's first sample replaces it)."""
+    def last_sample(self, run: ContainerRun, before: float | None = None) -> MemorySample | None:
+        """The run's latest reading taken at `before` or earlier (the end's finishedAt), while
+        the run's state is kept (the kill recorder asks when it notices the run's end, before
+        the next run's first sample replaces it). A reading after the end is of the next
+        process: the kubelet reports the restart a moment after PodMetrics and /metrics show
+        the new process, so the run may have been fed its successor's first reading."""
         state = self._states.get(run)
         if state is None or not state.samples:
             return None
         latest = state.samples[-1]
-        return MemorySample(min(latest.at, self._measured.get(run, latest.at)), latest.working_set)
+        measured = MemorySample(
+            min(latest.at, self._measured.get(run, latest.at)), latest.working_set
+        )
+        candidates = [*state.samples[:-1], measured]
+        if before is not None:
+            # finishedAt has whole seconds: a reading within that second may precede the end.
+            candidates = [c for c in candidates if c.at <= before + 1.0]
+        return candidates[-1] if candidates else None
 
     async def sample_all(
         self,

@@ -6,12 +6,17 @@ was already judged on is replaced by the target's own fresher /metrics reading."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from oomforensics.capture.errors import CaptureError
+from oomforensics.k8s import sampler as sampler_module
 from oomforensics.k8s.sampler import FIRST_READING_PATIENCE, Sampler
 from oomforensics.k8s.spec import InvestigationSpec, parse_spec
 from oomforensics.k8s.targets import Target
+from oomforensics.triggers import MemorySample
 
 MiB = 2**20
 SPEC = parse_spec({"selector": {"matchLabels": {"app": "db"}}, "endpoint": {"port": 6060}})
@@ -116,3 +121,22 @@ async def test_a_stale_window_stays_the_reading_when_the_target_does_not_answer(
     (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
     assert reader.working_sets[TARGET.run] == 40 * MiB
     assert sampled.error is None or "connection refused" not in sampled.error
+
+
+async def test_the_reading_before_an_end_is_not_its_successors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kubelet reports a restart a moment after the new process shows in the readings:
+    the run may be fed its successor's first reading, which must not stand for its end."""
+    now = [1000.0]
+    monkeypatch.setattr(sampler_module, "time", SimpleNamespace(time=lambda: now[0]))
+    readings = Readings(rss=95 * MiB)
+    reader = sampler(readings)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)  # the run near its limit
+    now[0] = 1003.0
+    readings.rss = 2 * MiB  # the next process, still reported as this run
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    killed_at = 1001.5
+    last = reader.last_sample(TARGET.run, before=killed_at)
+    assert last is not None and (last.at, last.working_set) == (1000.0, 95 * MiB)
+    assert reader.last_sample(TARGET.run) == MemorySample(1003.0, 2 * MiB)  # no end: the latest

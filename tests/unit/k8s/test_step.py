@@ -96,6 +96,12 @@ class World:
     async def post_event(self, about: ObjectRef, reason: str, message: str, type_: str) -> None:
         self.events.append((reason, about.kind, message))
 
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        raise ApiFailure.of(404, f"secrets {name!r} not found")  # no notification sinks here
+
+    async def post_notification(self, url: str, payload: Any) -> None:
+        raise AssertionError("no notification sink is configured in these tests")
+
 
 def _merge(old: JSON, patch: Mapping[str, Any]) -> JSON:
     merged = dict(old)
