@@ -32,8 +32,10 @@ from oomforensics.triggers import (
     state_for_run,
 )
 
-# Seconds of fast retries for a run's first reading, before the spec's sampling interval.
-FIRST_READING_PATIENCE = 30.0
+# Seconds a run's readings may fail before it is told (retried every min_sample_interval
+# meanwhile): the kubelet reports a container running a moment before its process listens,
+# and still running a moment after the kernel killed it.
+READING_GRACE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +70,23 @@ class Sampler:
         self._measured_at: dict[tuple[str, str], float] = {}  # of the last PodMetrics list
         self._metrics_problem: str | None = None  # why PodMetrics cannot be listed
         self._fed: dict[ContainerRun, float] = {}  # the PodMetrics window each run was fed
-        self._unread: dict[ContainerRun, int] = {}  # failed readings of a run never read
+        self._unread: dict[ContainerRun, float] = {}  # first failed try of a run never read
 
-    def _retry_in(self, run: ContainerRun, spec: InvestigationSpec) -> float:
-        """When to read a run again after a failed reading. A run never read yet is retried
-        at the fastest sampling interval for a while: the kubelet says a container runs a
-        moment before its process listens, and a fast leak can reach the limit within one
-        full interval."""
-        if run in self._states:
-            return spec.sampling_interval
-        tries = self._unread.get(run, 0) + 1
-        self._unread = {r: n for r, n in self._unread.items() if r.pod_uid != run.pod_uid}
-        self._unread[run] = tries
-        settings = spec.trigger_settings()
-        if tries * settings.min_sample_interval < FIRST_READING_PATIENCE:
-            return settings.min_sample_interval
-        return spec.sampling_interval
+    def _unreadable(
+        self, run: ContainerRun, spec: InvestigationSpec, problem: str | None
+    ) -> Sampled:
+        """A failed reading: retried at the fastest interval, and told only once it has
+        lasted READING_GRACE since the run's last reading (or its first try). A fast leak can
+        reach the limit within one full interval of a new run, and a restart is no fault."""
+        now = time.time()
+        state = self._states.get(run)
+        if state is not None and state.samples:
+            since = state.samples[-1].at
+        else:
+            since = self._unread.setdefault(run, now)
+        if now - since < READING_GRACE:
+            return Sampled(spec.trigger_settings().min_sample_interval)
+        return Sampled(spec.sampling_interval, problem)
 
     def last_sample(self, run: ContainerRun, before: float | None = None) -> MemorySample | None:
         """The run's latest reading taken at `before` or earlier (the end's finishedAt), while
@@ -116,7 +119,7 @@ class Sampler:
         live = {t.uid for t in targets}
         self._states = {r: v for r, v in self._states.items() if r.pod_uid in live}
         self._fed = {r: t for r, t in self._fed.items() if r.pod_uid in live}
-        self._unread = {r: n for r, n in self._unread.items() if r.pod_uid in live}
+        self._unread = {r: t for r, t in self._unread.items() if r.pod_uid in live}
         self.working_sets = {r: w for r, w in self.working_sets.items() if r.pod_uid in live}
         watched = [t for t in targets if t.problem is None and t.running]
         if not watched:
@@ -155,7 +158,7 @@ class Sampler:
             working_set, problem = await self._resident_set(target, spec)
             measured = None  # read from the target just now
             if working_set is None:
-                return Sampled(self._retry_in(run, spec), problem)
+                return self._unreadable(run, spec, problem)
         self._unread.pop(run, None)
         self._fed = {r: t for r, t in self._fed.items() if r.pod_uid != run.pod_uid}
         if measured is not None:

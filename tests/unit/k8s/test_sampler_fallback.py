@@ -11,14 +11,18 @@ The 404 one cannot there: the cluster is shared, and its metrics-server APIServi
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from oomforensics.capture.errors import CaptureError
+from oomforensics.k8s import sampler as sampler_module
 from oomforensics.k8s.api import KubeApi
+from oomforensics.k8s.sampler import READING_GRACE
 from oomforensics.k8s.spec import InvestigationSpec
 from tests.unit.k8s.test_step import HEAP, JSON, MiB, World, body, conditions, pod, runner_for
 
@@ -135,10 +139,17 @@ async def test_readings_from_the_page_cross_the_thresholds_without_a_metrics_ser
 
 
 async def test_with_no_reading_at_all_the_target_says_why_in_the_api_servers_words(
-    tmp: Path,
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = WithoutPodMetrics(tmp, rss=None)  # no metrics-server, no RSS on the page
-    await runner_for(world).step(body(), [pod()])
+    runner = runner_for(world)
+    now = [time.time()]
+    monkeypatch.setattr(sampler_module, "time", SimpleNamespace(time=lambda: now[0]))
+    await runner.step(body(), [pod()])
+    # A container that has just started may not listen yet: told once that has lasted.
+    assert conditions(world)["Capturing"]["status"] == "True"
+    now[0] += READING_GRACE
+    await runner.step(body(), [pod()])
     assert await world.archive_.list_snapshots("shop", "db") == []  # nothing to trigger on
     capturing = conditions(world)["Capturing"]
     assert (capturing["status"], capturing["reason"]) == ("False", "CaptureFailed")

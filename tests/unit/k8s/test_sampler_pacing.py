@@ -13,7 +13,8 @@ import pytest
 
 from oomforensics.capture.errors import CaptureError
 from oomforensics.k8s import sampler as sampler_module
-from oomforensics.k8s.sampler import FIRST_READING_PATIENCE, Sampler
+from oomforensics.k8s.api import ApiFailure
+from oomforensics.k8s.sampler import READING_GRACE, Sampler
 from oomforensics.k8s.spec import InvestigationSpec, parse_spec
 from oomforensics.k8s.targets import Target
 from oomforensics.triggers import MemorySample
@@ -39,9 +40,12 @@ class Readings:
 
     window: tuple[str, int] | None = None  # (timestamp, working set) of the PodMetrics list
     rss: int | None = None  # process_resident_memory_bytes on /metrics; None: not answering
+    metrics_api: bool = True  # False: PodMetrics cannot be listed (no metrics-server)
     fetched: list[str] = field(default_factory=list)
 
     async def pod_metrics(self, namespace: str, max_age: float | None = None) -> list[Any]:
+        if not self.metrics_api:
+            raise ApiFailure.of(404, "404 page not found")
         if self.window is None:
             return []
         stamp, working_set = self.window
@@ -72,30 +76,48 @@ def sampler(readings: Readings) -> Sampler:
     return Sampler(cast(Any, readings), "shop", unused, cast(Any, NoCaptures()), unused)
 
 
-async def test_a_run_never_read_is_retried_at_the_fastest_interval_for_a_while() -> None:
-    readings = Readings()  # not in PodMetrics yet, and not listening yet
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sampler's time.time(), set by the test (now[0])."""
+    now = [1000.0]
+    monkeypatch.setattr(sampler_module, "time", SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
+async def test_a_run_never_read_is_retried_at_the_fastest_interval_for_a_while(
+    clock: list[float],
+) -> None:
+    readings = Readings(metrics_api=False)  # no PodMetrics, and the target not listening yet
     reader = sampler(readings)
     fastest = SPEC.trigger_settings().min_sample_interval
-    waits = []
-    for _ in range(int(FIRST_READING_PATIENCE / fastest) + 2):
+    told = []
+    for _ in range(int(READING_GRACE / fastest) + 2):
         (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
-        waits.append(sampled.next_in)
-    assert waits[0] == fastest < SPEC.sampling_interval
-    # Not for ever: an endpoint that never answers is read at the spec's interval.
-    assert waits[-1] == SPEC.sampling_interval
+        told.append((sampled.next_in, sampled.error))
+        clock[0] += sampled.next_in
+    assert told[0] == (fastest, None)  # a start-up, not a fault: again in a second
+    # Not for ever: an endpoint that never answers is told, and read at the spec's interval.
+    assert told[-1][0] == SPEC.sampling_interval
+    assert told[-1][1] is not None and "connection refused" in told[-1][1]
     # Once read, the run is paced by its trigger state again.
     readings.rss = 10 * MiB
-    (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    await reader.sample_all([TARGET], SPEC, None, fresh=0)
     assert reader.working_sets[TARGET.run] == 10 * MiB
 
 
-async def test_a_failed_reading_of_a_run_already_read_waits_the_full_interval() -> None:
-    readings = Readings(rss=10 * MiB)
+async def test_a_run_that_stops_answering_is_told_after_the_grace(clock: list[float]) -> None:
+    """The kubelet says the killed container still runs for a moment: no flapping condition."""
+    readings = Readings(rss=10 * MiB, metrics_api=False)
     reader = sampler(readings)
     await reader.sample_all([TARGET], SPEC, None, fresh=0)
     readings.rss = None
+    clock[0] += 1
+    (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
+    assert (sampled.next_in, sampled.error) == (SPEC.trigger_settings().min_sample_interval, None)
+    clock[0] += READING_GRACE
     (sampled,) = await reader.sample_all([TARGET], SPEC, None, fresh=0)
     assert sampled.next_in == SPEC.sampling_interval
+    assert sampled.error is not None and "connection refused" in sampled.error
 
 
 async def test_the_same_podmetrics_window_again_gives_way_to_the_targets_own_reading() -> None:
@@ -123,17 +145,13 @@ async def test_a_stale_window_stays_the_reading_when_the_target_does_not_answer(
     assert sampled.error is None or "connection refused" not in sampled.error
 
 
-async def test_the_reading_before_an_end_is_not_its_successors(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_reading_before_an_end_is_not_its_successors(clock: list[float]) -> None:
     """The kubelet reports a restart a moment after the new process shows in the readings:
     the run may be fed its successor's first reading, which must not stand for its end."""
-    now = [1000.0]
-    monkeypatch.setattr(sampler_module, "time", SimpleNamespace(time=lambda: now[0]))
     readings = Readings(rss=95 * MiB)
     reader = sampler(readings)
     await reader.sample_all([TARGET], SPEC, None, fresh=0)  # the run near its limit
-    now[0] = 1003.0
+    clock[0] = 1003.0
     readings.rss = 2 * MiB  # the next process, still reported as this run
     await reader.sample_all([TARGET], SPEC, None, fresh=0)
     killed_at = 1001.5
