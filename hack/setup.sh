@@ -61,7 +61,6 @@ if [[ "${1:-}" == "local" ]]; then
     exit 0
 fi
 "$ROOT/hack/moto-server.sh"
-"$ROOT/hack/build-apiserver.sh"
 "$ROOT/hack/get-kubectl.sh"
 "$ROOT/hack/build-kube.sh"  # the real test cluster: 15-30 min cold, then instant
 "$ROOT/hack/get-chromium.sh"

@@ -1,6 +1,6 @@
-"""The test cluster's fixtures for the end-to-end tests: `kube` (the real one-node cluster of
-hack/cluster, one per session), `s3` (moto's S3 server, one per test module) and, for the tests
-not moved onto the real cluster yet, `apiserver`, `front` and `kubelet`."""
+"""The end-to-end tests' fixtures: `kube` (the real one-node cluster of hack/cluster, shared
+by the sessions that run at once), `s3` (moto's S3 server, one per test module) and
+`kube_operator` (a namespace, the chart's RBAC and the operator's environment, per test)."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -9,11 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.operator_harness import KubeOperator, kube_namespace, kube_operator_environment
-from tests.support.cluster import (  # noqa: F401  (registers the fixtures)
-    apiserver_fixture,
-    front_fixture,
-    kubelet_fixture,
-)
 from tests.support.kube import KubeCluster, kube_fixture  # noqa: F401  (registers the fixture)
 from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.moto import MotoServer

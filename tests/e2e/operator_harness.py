@@ -1,7 +1,6 @@
-"""Running the operator end to end: the CRD applied as the cluster's admin, kopf with our
-handlers against a kubeconfig (the real cluster's, with the chart's ServiceAccount token, or,
-for the tests not moved yet, the front's), S3 on moto as the default archive, and polling
-helpers."""
+"""Running the operator end to end on the real test cluster: the CRD applied as the cluster's
+admin, kopf with our handlers against a kubeconfig holding a token of the chart's
+ServiceAccount, S3 on moto as the default archive, and polling helpers."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import kopf
 import pytest
 import yaml
 
-from tests.support.cluster import EVENTS, ClusterFront
 from tests.support.kube import KubeCluster
 from tests.support.moto import MotoServer
 
@@ -29,8 +27,6 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "memoryinvestigations.oomforensics.io.yaml").read_text())
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-MI = "/apis/oomforensics.io/v1alpha1/namespaces/default/memoryinvestigations"
-PODS = "/api/v1/namespaces/default/pods"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
@@ -61,32 +57,14 @@ async def apply_crd(http: httpx.AsyncClient) -> None:
         assert (await http.put(f"{CRDS}/{CRD['metadata']['name']}", json=body)).is_success
 
     async def served() -> bool:
-        return (await http.get(MI)).status_code == 200
+        listed = await http.get("/apis/oomforensics.io/v1alpha1/memoryinvestigations")
+        return listed.status_code == 200
 
     await poll(served, 60, "the MemoryInvestigation resource to be served")
 
 
 def _rv(current: dict[str, Any]) -> dict[str, Any]:
     return {"resourceVersion": current["metadata"]["resourceVersion"]}
-
-
-def require_cluster(front: ClusterFront) -> None:
-    if front.upstream is None:
-        pytest.skip("the real API server is not built (hack/): custom resources need it")
-
-
-def operator_environment(
-    monkeypatch: pytest.MonkeyPatch, front: ClusterFront, s3: MotoServer, prefix: str, spool: Path
-) -> str:
-    """The operator's default storage is S3 on moto (the front serves no Secrets)."""
-    monkeypatch.setenv("KUBECONFIG", str(front.kubeconfig))
-    monkeypatch.setenv("OOMF_STORAGE_URL", s3.archive_url(prefix))
-    monkeypatch.setenv("OOMF_STORAGE_OPTIONS", ",".join(f"{k}={v}" for k, v in s3.options.items()))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.credentials["access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.credentials["secret_access_key"])
-    monkeypatch.setenv("OOMF_SPOOL_DIR", str(spool))
-    monkeypatch.setenv("OOMF_NAMESPACES", "default")
-    return s3.archive_url(prefix)
 
 
 def kube_operator_environment(
@@ -200,15 +178,6 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
     """The condition of that type in the body's status ({} when there is none)."""
     found = [c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_]
     return dict(found[0]) if found else {}
-
-
-def events_about(front: ClusterFront, kind: str, name: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in front.store.items(EVENTS)
-        if e.get("involvedObject", {}).get("kind") == kind
-        and e.get("involvedObject", {}).get("name") == name
-    ]
 
 
 def table_text(table: dict[str, Any]) -> str:
