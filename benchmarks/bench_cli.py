@@ -100,7 +100,7 @@ from pathlib import Path
 from oomforensics.cli.diff import json_text, load_snapshots
 marks.append(("import", wall(), cpu()))
 snapshots = load_snapshots([Path(p) for p in sys.argv[1:3]])
-marks.append(("read and decode both profiles (side by side)", wall(), cpu()))
+marks.append(("read and decode both profiles", wall(), cpu()))
 import oomforensics.analysis.comparison as comparison
 marks.append(("import the analysis", wall(), cpu()))
 table = []
