@@ -140,11 +140,24 @@ def container_runs(pod: Mapping[str, Any]) -> dict[str, ContainerRun]:
     return runs
 
 
+def _run_of_last_state(
+    status: Mapping[str, Any], last: Mapping[str, Any], restart_count: int
+) -> int | None:
+    """The run `lastState.terminated` ended. Usually the one before the current instance
+    (restartCount - 1); but while the dead instance waits out its back-off
+    (CrashLoopBackOff) no new one exists: the status's containerID is still the dead one's,
+    lastState describes it, and restartCount is still its own."""
+    container_id = _str(status.get("containerID"))
+    if container_id and container_id == _str(last.get("containerID")):
+        return restart_count
+    return restart_count - 1 if restart_count > 0 else None
+
+
 def terminations(pod: Mapping[str, Any]) -> dict[ContainerRun, Termination]:
     """Every termination the pod status shows, by the run it ended.
 
     `state.terminated` ended the current run (restartCount); `lastState.terminated` ended the
-    one before it (restartCount - 1).
+    one before it (restartCount - 1), or the current one while it waits out its back-off.
     """
     pod_uid(pod)  # raises for a pod without a uid, even before it has statuses
     found: dict[ContainerRun, Termination] = {}
@@ -154,8 +167,9 @@ def terminations(pod: Mapping[str, Any]) -> dict[ContainerRun, Termination]:
             continue
         restart_count = _int(status.get("restartCount")) or 0
         last = _mapping(_mapping(status.get("lastState")).get("terminated"))
-        if last and restart_count > 0:
-            found[run_of(pod, name, restart_count - 1)] = Termination.from_status(last)
+        last_run = _run_of_last_state(status, last, restart_count)
+        if last and last_run is not None:
+            found[run_of(pod, name, last_run)] = Termination.from_status(last)
         current = _mapping(_mapping(status.get("state")).get("terminated"))
         if current:
             found[run_of(pod, name, restart_count)] = Termination.from_status(current)
@@ -217,11 +231,10 @@ def ends(pod: Mapping[str, Any]) -> dict[ContainerRun, ObservedEnd]:
         # puts a placeholder run that never started in state (seen on the test cluster). The
         # eviction ended the run in lastState; the placeholder is no run at all.
         placeholder = current.get("reason") == LOST and not current.get("startedAt") and bool(last)
-        if last and restart_count > 0:
+        last_run = _run_of_last_state(entry, last, restart_count)
+        if last and last_run is not None:
             lost = pod_end if placeholder or last.get("reason") == LOST else None
-            end = ObservedEnd(
-                run_of(pod, name, restart_count - 1), Termination.from_status(last), lost
-            )
+            end = ObservedEnd(run_of(pod, name, last_run), Termination.from_status(last), lost)
             if _reportable(end):
                 found[end.run] = end
         if current and not placeholder:

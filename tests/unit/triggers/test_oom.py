@@ -86,6 +86,33 @@ def test_an_oom_kill_is_reported_once_through_terminated_crashloop_and_running()
     assert detect_oom_kills(restarted, restarted) == []
 
 
+def test_in_the_real_kubelets_back_off_the_dead_instance_keeps_its_run() -> None:
+    """kubelet 1.36 (seen on the test cluster): while a dead container waits out its
+    back-off, no new instance exists, so the status's containerID is still the dead one's,
+    lastState.terminated describes it and restartCount is still its own: the kill is run 0's,
+    seen at once, and the restart that follows shows the same kill again, not a new one."""
+    dead_id = "containerd://app-0"
+    backing_off = pod(
+        container_status(
+            "app", 0, waiting="CrashLoopBackOff", last_terminated=terminated(container_id=dead_id)
+        )
+    )
+    restarted = pod(container_status("app", 1, last_terminated=terminated(container_id=dead_id)))
+    [kill] = detect_oom_kills(pod(container_status("app", 0)), backing_off)
+    assert kill.run == run(UID, "app", 0)
+    assert detect_oom_kills(backing_off, restarted) == []
+    # The second kill, in its back-off: run 1's, not run 0's again.
+    again = pod(
+        container_status(
+            "app",
+            1,
+            waiting="CrashLoopBackOff",
+            last_terminated=terminated(container_id="containerd://app-1"),
+        )
+    )
+    assert [k.run.restart_count for k in detect_oom_kills(restarted, again)] == [1]
+
+
 def test_a_kill_seen_only_after_the_restart_is_reported_then():
     running = pod(container_status("app", 0))
     backing_off = pod(
