@@ -226,18 +226,27 @@ def with_scatter(points: Sequence[Point], floor: float, keep: bool = False) -> l
     (heap figures: their sampling error, or the jitter of what is in flight, whichever is
     larger).
 
-    The jitter is measured on the changes from one snapshot to the next, robustly: 1.4826
-    times their median absolute deviation from their median estimates the standard deviation
-    of a change, and half its square the variance of a point. A steady leak changes by the
-    same amount each time (no jitter); a ramp that stopped changes once, which a median
-    ignores; noise changes every time, both ways.
+    The jitter is measured on the changes from one snapshot to the next, robustly: each
+    change less what the median rate (per second) predicts over its interval, and 1.4826
+    times the median absolute value of that estimates the standard deviation of a change,
+    half its square the variance of a point. A steady leak changes at the same rate however
+    the snapshots are spaced (no jitter: the operator captures every few seconds near the
+    limit and every few minutes before); a ramp that stopped changes once, which a median
+    ignores; noise changes every time, both ways. With equal intervals this is the median
+    absolute deviation of the changes from their median.
     """
     n = len(points)
     if n < SCATTER_POINTS:
         return list(points)
     changes = [b.value - a.value for a, b in pairwise(points)]
-    centre = median(changes)
-    spread = 1.4826 * median(abs(c - centre) for c in changes)
+    gaps = [b.seconds - a.seconds for a, b in pairwise(points)]
+    if all(g > 0 for g in gaps):
+        rate = median(c / g for c, g in zip(changes, gaps, strict=True))
+        deviations = [c - rate * g for c, g in zip(changes, gaps, strict=True)]
+    else:  # times unknown (the order as given) or equal: the changes alone
+        centre = median(changes)
+        deviations = [c - centre for c in changes]
+    spread = 1.4826 * median(abs(d) for d in deviations)
     variance = max(spread * spread / 2, floor)
     return [
         Point(p.seconds, p.value, max(p.variance, variance) if keep else variance) for p in points
