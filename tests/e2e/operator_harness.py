@@ -9,7 +9,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.kube import KubeCluster
+from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.moto import MotoServer
 
 T = TypeVar("T")
@@ -128,6 +129,13 @@ class KubeOperator:
     @property
     def pods(self) -> str:
         return f"/api/v1/namespaces/{self.namespace}/pods"
+
+    def rbac_with(self, values: Mapping[str, Any]) -> None:
+        """The chart's RBAC for the namespace again, rendered with these values (e.g.
+        investigationSecrets, rbac.proxyAccess), before the operator starts: same account."""
+        operator_kubeconfig(
+            self.kube, self.kubeconfig, watch_namespaces=[self.namespace], values=values
+        )
 
     def forbidden(self) -> list[tuple[str, str]]:
         """The operator's requests the real authorizer refused since the test began."""

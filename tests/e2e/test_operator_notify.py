@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.operator_harness import (
+    KubeOperator,
     apply_crd,
     condition,
     dump,
     kube_events_about,
-    kube_namespace,
-    kube_operator_environment,
     poll,
     running_operator,
 )
-from tests.support.kube import KubeCluster
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 from tests.support.notify_receiver import Receiver
@@ -39,30 +34,16 @@ WEBHOOK = "/hooks/oomforensics"
 SLACK = "/services/T0TEST/B0TEST/not-a-real-token"
 
 
-@pytest.fixture
-def namespace(kube: KubeCluster) -> Iterator[str]:
-    with kube_namespace(kube, "notify") as name:
-        yield name
-
-
 async def test_an_oom_kill_reaches_the_webhook_as_one_cloudevent_with_the_evidence(
-    kube: KubeCluster,
-    namespace: str,
+    kube_operator: KubeOperator,
     s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
 ) -> None:
-    started = datetime.now(UTC)
+    kube, namespace = kube_operator.kube, kube_operator.namespace
+    started, operator_user = kube_operator.started, kube_operator.user
+    kube_operator.rbac_with(
+        {"investigationSecrets": [{"namespace": namespace, "names": ["oncall"]}]}
+    )
     image = fixture_image(kube, "leaky")
-    kubeconfig, operator_user = operator_kubeconfig(
-        kube,
-        tmp_path / "operator.kubeconfig",
-        watch_namespaces=[namespace],
-        values={"investigationSecrets": [{"namespace": namespace, "names": ["oncall"]}]},
-    )
-    kube_operator_environment(
-        monkeypatch, kubeconfig, s3, "e2e-notify", tmp_path / "spool", namespace
-    )
     mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
     async with Receiver() as receiver, kube.async_http() as http:
         await apply_crd(http)

@@ -15,7 +15,6 @@ import pytest
 
 from tests.e2e.operator_harness import KubeOperator, apply_crd, condition, poll, running_operator
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
@@ -50,9 +49,7 @@ async def test_snapshots_through_the_api_server_proxy_of_a_pod_without_a_limit(
     kube_operator: KubeOperator,
 ) -> None:
     kube, namespace = kube_operator.kube, kube_operator.namespace
-    operator_kubeconfig(
-        kube, kube_operator.kubeconfig, watch_namespaces=[namespace], values=PROXY_VALUES
-    )
+    kube_operator.rbac_with(PROXY_VALUES)
     image = fixture_image(kube, "leaky")
     async with kube.async_http() as http:
         await apply_crd(http)

@@ -5,55 +5,35 @@ the snapshots go to the investigation's own archive."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oomforensics.archive.store import Archive
 from tests.e2e.operator_harness import (
+    KubeOperator,
     apply_crd,
     condition,
-    kube_namespace,
-    kube_operator_environment,
     poll,
     running_operator,
 )
-from tests.support.kube import KubeCluster
 from tests.support.kube.images import fixture_image
-from tests.support.kube.operator_access import operator_kubeconfig
 from tests.support.kube.pods import leaky_pod
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.gotool, pytest.mark.timeout(300)]
 
 
-@pytest.fixture
-def namespace(kube: KubeCluster) -> Iterator[str]:
-    with kube_namespace(kube, "secret") as name:
-        yield name
-
-
 async def test_credentials_come_from_the_secret_the_spec_names(
-    kube: KubeCluster,
-    namespace: str,
+    kube_operator: KubeOperator,
     s3: MotoServer,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
 ) -> None:
-    started = datetime.now(UTC)
+    kube, namespace = kube_operator.kube, kube_operator.namespace
+    started, operator_user = kube_operator.started, kube_operator.user
+    kube_operator.rbac_with(
+        {"investigationSecrets": [{"namespace": namespace, "names": ["vault-s3"]}]}
+    )
     image = fixture_image(kube, "leaky")
-    kubeconfig, operator_user = operator_kubeconfig(
-        kube,
-        tmp_path / "operator.kubeconfig",
-        watch_namespaces=[namespace],
-        values={"investigationSecrets": [{"namespace": namespace, "names": ["vault-s3"]}]},
-    )
-    kube_operator_environment(
-        monkeypatch, kubeconfig, s3, "e2e-default", tmp_path / "spool", namespace
-    )
     own = s3.archive_url("e2e-own")
     mi = f"/apis/oomforensics.io/v1alpha1/namespaces/{namespace}/memoryinvestigations"
     async with kube.async_http() as http:
@@ -113,7 +93,7 @@ async def test_credentials_come_from_the_secret_the_spec_names(
     keys = await archive.list_snapshots(namespace, "vault")
     assert keys and keys[0].reason == "baseline"
     default = Archive.from_url(
-        s3.archive_url("e2e-default"), credentials=s3.credentials, options=s3.options
+        kube_operator.archive_url, credentials=s3.credentials, options=s3.options
     )
     assert await default.list_snapshots(namespace, "vault") == []
     # The operator read the Secret it was told about, by name, and never listed Secrets: the
