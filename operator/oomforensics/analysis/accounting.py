@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from oomforensics.analysis.snapshot import Snapshot
 
 RUNTIME_STRUCTURES = ("MSpanSys", "MCacheSys", "BuckHashSys", "GCSys", "OtherSys")
+# Outside the heap, what the runtime reports in use (stacks, span and cache structures).
+IN_USE = ("StackInuse", "MSpanInuse", "MCacheInuse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,11 @@ class MemoryAccount:
     # (cgo, mmap, other native memory). Sys - HeapReleased bounds what Go can have resident,
     # so this is a lower bound; it is negative when part of Go's memory is not resident.
     not_go: int | None
+    # Sys - HeapSys less the stacks, span and cache structures in use: GC metadata, profiling
+    # buckets and other runtime memory, which the runtime maps ahead and touches as it goes.
+    # As it does, the RSS, and so not_go, rises with nothing allocated outside Go: the bound
+    # of that error. (Idle heap was resident once it was used; fresh heap counts as released.)
+    go_unused: int | None = None
 
     def as_dict(self) -> dict[str, int]:
         """The figures under their JSON names (absent ones left out)."""
@@ -71,7 +78,14 @@ def account(snapshot: Snapshot) -> MemoryAccount:
         not_go=rss - (sys_ - released)
         if rss is not None and sys_ is not None and released is not None
         else None,
+        go_unused=_unused(sys_, get("HeapSys"), [get(key) for key in IN_USE]),
     )
+
+
+def _unused(sys_: int | None, heap: int | None, in_use: list[int | None]) -> int | None:
+    if sys_ is None or heap is None or any(v is None for v in in_use):
+        return None
+    return max(sys_ - heap - sum(v for v in in_use if v is not None), 0)
 
 
 # Rows of the accounting table: (label, attribute), in the order they add up to the RSS.

@@ -28,7 +28,9 @@ def non_heap_growth_finding(
     # growing is Go touching memory it had already reserved (Sys counts reservations).
     delta = max(0, after) - max(0, before)
     rss_growth = rss_after - rss_before
-    bar = max(int(thresholds.non_heap_ratio * rss_after), thresholds.non_heap_min)
+    # Memory Go held unused at the base may have become resident since, as Go touched it.
+    unused = facts.base.go_unused or 0
+    bar = max(int(thresholds.non_heap_ratio * rss_after), thresholds.non_heap_min, unused)
     if delta < bar or delta < thresholds.non_heap_share * rss_growth:
         return None
     track = evidence.native

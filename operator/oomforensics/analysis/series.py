@@ -22,8 +22,9 @@ never below a floor. A steady leak changes by the same amount each time and keep
 jitter raises its own bar. With two
 or three snapshots there is no scatter to measure: a goroutine count is then taken to vary
 like a Poisson count (variance = the count). Floors: 1 goroutine; for resident memory outside
-Go a standard error of a third of max(5 % of the RSS, 1 MiB), 3 sigma being the bar findings
-always used.
+Go a standard error of a third of max(5 % of the RSS, 1 MiB, the memory Go holds unused), 3
+sigma being the bar findings always used: that memory (GC metadata and other runtime memory) becomes
+resident as Go touches it, which reads as growth outside Go.
 """
 
 from __future__ import annotations
@@ -307,7 +308,9 @@ def _native(times: Sequence[float], shots: Sequence[Snapshot]) -> Track | None:
     floor = 0.0
     for t, a in zip(times, accounts, strict=True):
         assert a.not_go is not None and a.rss is not None
-        sigma = max(0.05 * a.rss, 1 * MiB) / 3
+        # RSS and MemStats are read moments apart, and memory Go holds unused may become
+        # resident in between or later with nothing allocated outside Go.
+        sigma = max(0.05 * a.rss, 1 * MiB, a.go_unused or 0) / 3
         floor = max(floor, sigma * sigma)
         points.append(Point(t, float(max(a.not_go, 0)), sigma * sigma))
     return Track("outside the Go runtime", "bytes", classify(with_scatter(points, floor)))

@@ -145,3 +145,29 @@ def test_suspects_over_a_series_rank_by_what_they_hold():
         "main.mapNative",
         "net/http.(*conn).serve",
     ]
+
+
+def test_go_memory_becoming_resident_is_not_native_growth():
+    # Seen on the storefront's worker pool under load: RSS rose 1.9 MB in one interval, the
+    # Go runtime's Sys - HeapReleased barely moved, because Go touched memory it already held
+    # unused (GC metadata, other runtime memory). With that much held unused, a step of that
+    # size is no native leak; the same series without the in-use figures (an older snapshot)
+    # keeps the 1 MiB floor and reads as steady native growth.
+    held = {"HeapIdle": 2 * MiB, "HeapReleased": 2 * MiB, "Sys": 14 * MiB, "NumGC": 10}
+    # 14 MiB obtained, 8 MiB of it heap, 1.25 MiB stacks and spans in use: 4.75 MiB unused.
+    in_use = {"HeapSys": 8 * MiB, "StackInuse": MiB, "MSpanInuse": MiB // 4, "MCacheInuse": 0}
+    rss = [16 * MiB, 16 * MiB + 150_000, 16 * MiB + 220_000, 18 * MiB, 18 * MiB + 200_000]
+
+    def shot(index: int, stats: dict[str, int]) -> Snapshot:
+        at = f"2026-11-26T10:00:{5 * index:02d}+00:00"
+        base = snapshot(0, at=at)
+        text = HeapText(0, 0, 0, 0, 1024 * 1024, (), MemStats({**stats, "NumGC": 10 + index}))
+        return replace(base, heap_text=text, manifest={"capturedAt": at, "rssBytes": rss[index]})
+
+    def native_kinds(stats: dict[str, int]) -> set[str]:
+        run = [shot(i, stats) for i in range(len(rss))]
+        result = analyse(run[0], run[-1], function_trends(run), series=gather_series(run))
+        return {f.kind for f in result.findings}
+
+    assert "non-heap-growth" not in native_kinds({**held, **in_use})
+    assert "non-heap-growth" in native_kinds(held)
