@@ -93,9 +93,8 @@ class Receiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The port the kernel chose when asked for 0: the runner lists its bound addresses.
+        self.port = int(self._runner.addresses[0][1])
         return self
 
     async def __aexit__(
