@@ -23,8 +23,8 @@ jitter raises its own bar. With two
 or three snapshots there is no scatter to measure: a goroutine count is then taken to vary
 like a Poisson count (variance = the count). Floors: 1 goroutine; for resident memory outside
 Go a standard error of a third of max(5 % of the RSS, 1 MiB, the memory Go holds unused), 3
-sigma being the bar findings always used: that memory (GC metadata and other runtime memory) becomes
-resident as Go touches it, which reads as growth outside Go.
+sigma being the bar findings always used: that memory (GC metadata and other runtime memory)
+becomes resident as Go touches it, which reads as growth outside Go.
 """
 
 from __future__ import annotations
