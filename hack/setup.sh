@@ -18,7 +18,9 @@ python_env() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "Python 3.11+ is required ($("$PYTHON" --version 2>&1) found)"
     local stamp="$VENV/.oomf-stamp" want
-    want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $("$PYTHON" --version 2>&1)"
+    # The C kernels are built at install time: a change to them (or to setup.py) reinstalls.
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/operator/oomforensics/pprof/_kernels.c" \
+        | sha256sum | cut -d' ' -f1) $("$PYTHON" --version 2>&1)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$VENV/bin/oomforensics" ]]; then
         log "python environment up to date (.venv)"
         return

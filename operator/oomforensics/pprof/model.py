@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from oomforensics.pprof import kernels
 from oomforensics.pprof.arrays import (
     FLOAT_EXACT,
     IntArray,
@@ -171,6 +172,9 @@ class Samples:
     def _function_table(self, index: int) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
         size = len(self.names)
         column = self.values[:, index]
+        table = kernels.function_table(self.offsets, self.frames, column, size)
+        if table is not None:
+            return table
         bound = float(self.bounds[index]) if self.bounds.size else 0.0
         samples, leaves = self.leaves()
         flat = group_sum(leaves, column[samples], size, bound)

@@ -10,6 +10,7 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
+from oomforensics.pprof import kernels
 from oomforensics.pprof.arrays import expand_ranges, positions
 from oomforensics.pprof.model import Index, Samples, Stack
 
@@ -209,6 +210,9 @@ def _hashes(
     part: Samples, frames: NDArray[np.int32], multipliers: NDArray[np.uint64]
 ) -> NDArray[np.uint64]:
     """Each sample's stack hash (`frames`: the part's frames, numbered in the joint table)."""
+    fast = kernels.stack_hashes(part.offsets, frames, multipliers)
+    if fast is not None:
+        return fast
     lengths = np.diff(part.offsets)
     hashed = frames.astype(np.uint64)
     hashed += np.uint64(1)
@@ -222,6 +226,9 @@ def _hashes(
 
 def _same_stacks(frames: NDArray[np.int32], offsets: Index, representative: Index) -> bool:
     """Whether every sample's stack equals its representative's, frame by frame."""
+    fast = kernels.same_stacks(offsets, frames, representative)
+    if fast is not None:
+        return fast
     others = np.flatnonzero(representative != np.arange(representative.size))
     if not others.size:
         return True

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from oomforensics.pprof import profile_pb2, wire
+from oomforensics.pprof import kernels, profile_pb2, wire
 from oomforensics.pprof.arrays import (
     all_distinct,
     exact_values,
@@ -58,8 +58,12 @@ class _RawSamples:
 def build_vectorised(view: profile_pb2.ProfileView, original: bytes) -> Profile:
     """Decode with numpy; raises wire.Unsupported or InvalidProfile to hand over to `_build`."""
     width = len(view.sample_type)
-    raw_samples = _decode_samples(list(view.sample), width)
-    locations = _decode_locations(list(view.location))
+    sample_messages = list(view.sample)
+    decoded = kernels.decode_samples(sample_messages, width)
+    raw_samples = _RawSamples(*decoded) if decoded else _decode_samples(sample_messages, width)
+    location_messages = list(view.location)
+    lines = kernels.decode_locations(location_messages)
+    locations = _Locations(*lines) if lines else _decode_locations(location_messages)
     header = Header(view, original)
     nodes, location_frames, pruned, pruned_beneath = _name_locations(view, header, locations)
     samples = _sample_frames(raw_samples, locations, location_frames, pruned, pruned_beneath)
@@ -327,6 +331,9 @@ def _sample_frames(
             raise wire.Unsupported("a sample refers to a missing location")
         if (size == 1).all():
             return offsets, leaves
+        expanded = kernels.expand_frames(ids, offsets, table, frame_offsets, nodes)
+        if expanded is not None:
+            return expanded
         counts = np.take(np.where(known, size[table], 0), ids)
 
         def located(index: Index) -> NDArray[np.int32]:

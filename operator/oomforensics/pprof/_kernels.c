@@ -1,0 +1,788 @@
+/* The decoder's inner loops in C: optional, numpy does the same work when this is not built.
+
+Each function does what one step of vectorised.py / model.py does with numpy, on the same
+inputs, and gives byte-for-byte the same arrays (tests/unit/pprof/test_kernels.py compares
+them on every profile of the shared corpus and on generated ones). Like wire.py, it accepts
+only the encodings it can prove upb decodes the same way: one-byte tags of the expected wire
+type, lengths of at most 4 bytes inside their message, varints of at most 10 bytes. For
+anything else it returns None and the caller takes the numpy path, which decides (and gives
+upb's own error for data that is not valid).
+
+Arrays come in through the buffer protocol and go out as bytearrays (numpy views them with
+np.frombuffer), so the module needs neither numpy's headers nor its C API.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- growable output buffers ---- */
+
+typedef struct {
+    char *data;
+    size_t size;
+    size_t capacity;
+} Buffer;
+
+static int buffer_reserve(Buffer *b, size_t extra) {
+    if (b->size + extra <= b->capacity) {
+        return 0;
+    }
+    size_t capacity = b->capacity ? b->capacity : 4096;
+    while (capacity < b->size + extra) {
+        capacity *= 2;
+    }
+    char *data = realloc(b->data, capacity);
+    if (data == NULL) {
+        return -1;  /* no Python error set: this also runs without the GIL */
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static int put(Buffer *b, const void *item, size_t size) {
+    if (buffer_reserve(b, size) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(b->data + b->size, item, size);
+    b->size += size;
+    return 0;
+}
+
+static PyObject *as_bytearray(Buffer *b) {
+    PyObject *out = PyByteArray_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->size);
+    free(b->data);
+    b->data = NULL;
+    b->size = b->capacity = 0;
+    return out;
+}
+
+static PyObject *zeroed_bytearray(size_t size) {
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (out != NULL && size) {
+        memset(PyByteArray_AS_STRING(out), 0, size);
+    }
+    return out;
+}
+
+/* ---- wire format ---- */
+
+#define VARINT 0
+#define LENGTH_DELIMITED 2
+
+/* Reads a varint of at most 10 bytes ending before `end` (bits past the 64th are dropped, as
+   upb and wire.py drop them). Returns its length in bytes, 0 if it is longer or truncated. */
+static inline int read_varint(const uint8_t *p, const uint8_t *end, uint64_t *value) {
+    uint64_t v = 0;
+    for (int k = 0; k < 10 && p + k < end; k++) {
+        uint8_t byte = p[k];
+        v |= (uint64_t)(byte & 0x7F) << (7 * k);
+        if (byte < 0x80) {
+            *value = v;
+            return k + 1;
+        }
+    }
+    return 0;
+}
+
+/* read_varint without a branch per byte, when 8 bytes can be read: the varint ends at the
+   first byte below 0x80, and its 7-bit groups are packed by three mask-and-shift steps. */
+static inline int read_varint_fast(const uint8_t *p, const uint8_t *end, uint64_t *value) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, sizeof x);
+        uint64_t stops = ~x & 0x8080808080808080ULL;
+        if (stops) {
+            int bit = __builtin_ctzll(stops);  /* 7, 15, ...: the last byte's top bit */
+            x &= bit == 63 ? ~0ULL : (2ULL << bit) - 1;
+            x &= 0x7F7F7F7F7F7F7F7FULL;
+            x = ((x & 0x7F007F007F007F00ULL) >> 1) | (x & 0x007F007F007F007FULL);
+            x = ((x & 0x3FFF00003FFF0000ULL) >> 2) | (x & 0x00003FFF00003FFFULL);
+            x = ((x & 0x0FFFFFFF00000000ULL) >> 4) | (x & 0x000000000FFFFFFFULL);
+            *value = x;
+            return (bit >> 3) + 1;
+        }
+    }
+#endif
+    return read_varint(p, end, value);
+}
+
+/* One field of a message: its number, wire type, and its value (a varint) or its content
+   (`start` .. `stop`). Returns the position after it, or NULL for an encoding wire.py would
+   not accept: a tag of more than one byte, or not in `allowed` (a bitmask of tags), or a
+   value missing or running past `end`, or a length of more than 4 bytes. */
+static const uint8_t *read_field(const uint8_t *p, const uint8_t *end, uint64_t allowed,
+                                 int *number, int *wire, uint64_t *value,
+                                 const uint8_t **start, const uint8_t **stop) {
+    uint8_t tag = *p;
+    if (tag >= 0x80 || tag >= 64 || !((allowed >> tag) & 1)) {
+        return NULL;
+    }
+    *number = tag >> 3;
+    *wire = tag & 7;
+    p++;
+    int length = read_varint_fast(p, end, value);
+    if (length == 0) {
+        return NULL;
+    }
+    p += length;
+    if (*wire == VARINT) {
+        return p;
+    }
+    if (length > 4 || *value > (uint64_t)(end - p)) {
+        return NULL;
+    }
+    *start = p;
+    *stop = p + *value;
+    return *stop;
+}
+
+#define TAG(number, wire) (1ULL << (((number) << 3) | (wire)))
+
+/* Whether `p` .. `end` is a message of varint fields among `allowed`. */
+static int varint_fields(const uint8_t *p, const uint8_t *end, uint64_t allowed) {
+    while (p < end) {
+        int number, wire;
+        uint64_t value;
+        const uint8_t *start, *stop;
+        p = read_field(p, end, allowed, &number, &wire, &value, &start, &stop);
+        if (p == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int bytes_item(PyObject *list, Py_ssize_t i, const uint8_t **p, const uint8_t **end) {
+    PyObject *item = PyList_GET_ITEM(list, i);
+    if (!PyBytes_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "messages must be bytes");
+        return -1;
+    }
+    *p = (const uint8_t *)PyBytes_AS_STRING(item);
+    *end = *p + PyBytes_GET_SIZE(item);
+    return 0;
+}
+
+/* ---- samples ---- */
+
+static const uint64_t SAMPLE_FIELDS = TAG(1, VARINT) | TAG(1, LENGTH_DELIMITED) |
+                                      TAG(2, VARINT) | TAG(2, LENGTH_DELIMITED) |
+                                      TAG(3, LENGTH_DELIMITED);
+static const uint64_t LABEL_FIELDS = TAG(1, VARINT) | TAG(2, VARINT) | TAG(3, VARINT) |
+                                     TAG(4, VARINT);
+
+/* Where one sample's ids and values go: ids into a buffer with room for one per byte of the
+   samples (a varint takes at least one), values up to `width` of them. */
+typedef struct {
+    int wide;  /* ids as uint64; else uint32, until one does not fit */
+    uint32_t *ids32;
+    uint64_t *ids64;
+    Py_ssize_t id_count;
+    uint64_t largest_id;
+    uint64_t *values;
+    Py_ssize_t value_count;  /* of this sample */
+    Py_ssize_t width;
+} SampleOut;
+
+/* Appends one value of a repeated varint field (a packed one: all of them) to ids or values;
+   1 when a sample has more values than `width`, or a packed varint runs past its field. */
+static int repeated_value(int number, int wire, uint64_t value, const uint8_t *p,
+                          const uint8_t *end, SampleOut *out) {
+    for (;;) {
+        if (wire == LENGTH_DELIMITED) {
+            if (p == end) {
+                return 0;
+            }
+            int length = read_varint_fast(p, end, &value);
+            if (length == 0) {
+                return 1;
+            }
+            p += length;
+        }
+        if (number == 1) {
+            if (out->wide) {
+                out->ids64[out->id_count++] = value;
+            } else if (value <= UINT32_MAX) {
+                out->ids32[out->id_count++] = (uint32_t)value;
+            } else {
+                return 2;  /* decode again with room for 64-bit ids */
+            }
+        } else {
+            if (out->value_count == out->width) {
+                return 1;
+            }
+            out->values[out->value_count++] = value;
+        }
+        if (wire == VARINT) {
+            return 0;
+        }
+    }
+}
+
+static int decode_sample(const uint8_t *p, const uint8_t *end, SampleOut *out) {
+    out->value_count = 0;
+    while (p < end) {
+        int number, wire;
+        uint64_t value;
+        const uint8_t *start = NULL, *stop = NULL;
+        p = read_field(p, end, SAMPLE_FIELDS, &number, &wire, &value, &start, &stop);
+        if (p == NULL) {
+            return 1;
+        }
+        if (number == 3) {
+            if (!varint_fields(start, stop, LABEL_FIELDS)) {
+                return 1;  /* a label: validated, not kept */
+            }
+        } else {
+            int status = repeated_value(number, wire, value, start, stop, out);
+            if (status != 0) {
+                return status;
+            }
+        }
+    }
+    return out->value_count == out->width ? 0 : 1;
+}
+
+PyDoc_STRVAR(decode_samples_doc,
+"decode_samples(messages, width) -> (ids, wide, offsets, values) or None\n\n"
+"The location ids of every sample (uint64 if `wide`, else uint32), where each sample's ids\n"
+"start (intp, one past the last too) and their values (uint64, `width` per sample), as\n"
+"bytearrays; None when an encoding is not one this decoder takes, or a sample has other\n"
+"than `width` values.");
+
+static PyObject *decode_samples(PyObject *self, PyObject *args) {
+    PyObject *list;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &list, &width)) {
+        return NULL;
+    }
+    if (width < 0) {
+        PyErr_SetString(PyExc_ValueError, "width must not be negative");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "messages must be bytes");
+            return NULL;
+        }
+        total += (size_t)PyBytes_GET_SIZE(item);
+    }
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, count * width * 8);
+    PyObject *offsets = PyByteArray_FromStringAndSize(NULL, (count + 1) * sizeof(Py_ssize_t));
+    PyObject *ids = NULL;
+    SampleOut out = {0};
+    out.width = width;
+    int status = (values && offsets) ? 2 : -1;
+    /* Ids go into room for one per byte of the samples (a varint takes at least one), trimmed
+       after; only pages written to are ever allocated. 32-bit ids unless one is larger. */
+    for (int wide = 0; wide < 2 && status == 2; wide++) {
+        Py_XDECREF(ids);
+        ids = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(total * (wide ? 8 : 4)));
+        if (ids == NULL) {
+            status = -1;
+            break;
+        }
+        out.wide = wide;
+        out.ids32 = (uint32_t *)PyByteArray_AS_STRING(ids);
+        out.ids64 = (uint64_t *)PyByteArray_AS_STRING(ids);
+        out.id_count = 0;
+        uint64_t *all_values = (uint64_t *)PyByteArray_AS_STRING(values);
+        Py_ssize_t *starts = (Py_ssize_t *)PyByteArray_AS_STRING(offsets);
+        starts[0] = 0;
+        status = 0;
+        for (Py_ssize_t i = 0; i < count && status == 0; i++) {
+            PyObject *item = PyList_GET_ITEM(list, i);
+            const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(item);
+            out.values = all_values + i * width;
+            status = decode_sample(p, p + PyBytes_GET_SIZE(item), &out);
+            starts[i + 1] = out.id_count;
+        }
+    }
+    if (status == 0 && PyByteArray_Resize(ids, out.id_count * (out.wide ? 8 : 4)) < 0) {
+        status = -1;
+    }
+    if (status == 0) {
+        return Py_BuildValue("(NONN)", ids, out.wide ? Py_True : Py_False, offsets, values);
+    }
+    Py_XDECREF(ids);
+    Py_XDECREF(values);
+    Py_XDECREF(offsets);
+    if (status < 0) {
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- locations ---- */
+
+static const uint64_t LOCATION_FIELDS = TAG(1, VARINT) | TAG(2, VARINT) | TAG(3, VARINT) |
+                                        TAG(4, LENGTH_DELIMITED) | TAG(5, VARINT);
+static const uint64_t LINE_FIELDS = TAG(1, VARINT) | TAG(2, VARINT) | TAG(3, VARINT);
+
+/* The function id of a Line (its last field 1, as upb keeps the last), or 1 if not valid. */
+static int line_function(const uint8_t *p, const uint8_t *end, uint64_t *function_id) {
+    *function_id = 0;
+    while (p < end) {
+        int number, wire;
+        uint64_t value;
+        const uint8_t *start, *stop;
+        p = read_field(p, end, LINE_FIELDS, &number, &wire, &value, &start, &stop);
+        if (p == NULL) {
+            return 1;
+        }
+        if (number == 1) {
+            *function_id = value;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_locations_doc,
+"decode_locations(messages) -> (ids, mapping_ids, line_offsets, function_ids) or None\n\n"
+"Each location's id and mapping id (uint64), where its lines start (intp, one past the last\n"
+"too) and each line's function id (uint64), as bytearrays; None when an encoding is not one\n"
+"this decoder takes.");
+
+static PyObject *decode_locations(PyObject *self, PyObject *args) {
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &list)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    PyObject *ids = zeroed_bytearray((size_t)count * sizeof(uint64_t));
+    PyObject *mappings = zeroed_bytearray((size_t)count * sizeof(uint64_t));
+    PyObject *offsets = zeroed_bytearray((size_t)(count + 1) * sizeof(Py_ssize_t));
+    Buffer functions = {0};
+    int status = (ids && mappings && offsets) ? 0 : -1;
+    Py_ssize_t lines = 0;
+    for (Py_ssize_t i = 0; i < count && status == 0; i++) {
+        const uint8_t *p, *end;
+        if (bytes_item(list, i, &p, &end) < 0) {
+            status = -1;
+            break;
+        }
+        while (p < end && status == 0) {
+            int number, wire;
+            uint64_t value;
+            const uint8_t *start = NULL, *stop = NULL;
+            p = read_field(p, end, LOCATION_FIELDS, &number, &wire, &value, &start, &stop);
+            if (p == NULL) {
+                status = 1;
+            } else if (number == 1) {
+                ((uint64_t *)PyByteArray_AS_STRING(ids))[i] = value;
+            } else if (number == 2) {
+                ((uint64_t *)PyByteArray_AS_STRING(mappings))[i] = value;
+            } else if (number == 4) {
+                uint64_t function_id;
+                status = line_function(start, stop, &function_id);
+                if (status == 0) {
+                    status = put(&functions, &function_id, sizeof function_id);
+                    lines++;
+                }
+            }
+        }
+        ((Py_ssize_t *)PyByteArray_AS_STRING(offsets))[i + 1] = lines;
+    }
+    if (status != 0) {
+        Py_XDECREF(ids);
+        Py_XDECREF(mappings);
+        Py_XDECREF(offsets);
+        free(functions.data);
+        if (status < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *out_functions = as_bytearray(&functions);
+    if (out_functions == NULL) {
+        Py_DECREF(ids);
+        Py_DECREF(mappings);
+        Py_DECREF(offsets);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
+}
+
+/* ---- arrays in ---- */
+
+/* A read-only, C-contiguous view of `object` with items of `itemsize` bytes. */
+static int view_of(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    if (view->itemsize != itemsize || view->ndim > 1) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D array of %zd-byte items", what,
+                     itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- sample frames ---- */
+
+PyDoc_STRVAR(expand_frames_doc,
+"expand_frames(ids, wide, offsets, table, frame_offsets, nodes) -> (offsets, frames) or None\n\n"
+"Each sample's frames: for each of its location ids (uint64 if `wide`, else uint32; sample\n"
+"i's are offsets[i] .. offsets[i + 1] - 1), the location's position by id in `table`\n"
+"(int32, -1 where none) and that location's frames (nodes[frame_offsets[j] ..\n"
+"frame_offsets[j + 1] - 1], int32), laid end to end. Returns (intp offsets, int32 frames) as\n"
+"bytearrays, or None when an id names no location.");
+
+static PyObject *expand_frames(PyObject *self, PyObject *args) {
+    PyObject *ids_object, *offsets_object, *table_object, *frame_offsets_object, *nodes_object;
+    int wide;
+    if (!PyArg_ParseTuple(args, "OpOOOO", &ids_object, &wide, &offsets_object, &table_object,
+                          &frame_offsets_object, &nodes_object)) {
+        return NULL;
+    }
+    Py_buffer ids, offsets, table, frame_offsets, nodes;
+    if (view_of(ids_object, &ids, wide ? 8 : 4, "ids") < 0) {
+        return NULL;
+    }
+    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
+        PyBuffer_Release(&ids);
+        return NULL;
+    }
+    if (view_of(table_object, &table, 4, "table") < 0) {
+        PyBuffer_Release(&ids);
+        PyBuffer_Release(&offsets);
+        return NULL;
+    }
+    if (view_of(frame_offsets_object, &frame_offsets, sizeof(Py_ssize_t), "frame_offsets") < 0) {
+        PyBuffer_Release(&ids);
+        PyBuffer_Release(&offsets);
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
+        PyBuffer_Release(&ids);
+        PyBuffer_Release(&offsets);
+        PyBuffer_Release(&table);
+        PyBuffer_Release(&frame_offsets);
+        return NULL;
+    }
+    Py_ssize_t id_count = ids.len / ids.itemsize;
+    Py_ssize_t sample_count = offsets.len / offsets.itemsize - 1;
+    Py_ssize_t table_size = table.len / table.itemsize;
+    Py_ssize_t location_count = frame_offsets.len / frame_offsets.itemsize - 1;
+    Py_ssize_t node_count = nodes.len / nodes.itemsize;
+    const Py_ssize_t *sample_starts = offsets.buf;
+    const int32_t *positions = table.buf;
+    const Py_ssize_t *location_starts = frame_offsets.buf;
+    const int32_t *location_nodes = nodes.buf;
+    int status = sample_count < 0 || location_count < 0 ||
+                 location_starts[location_count] > node_count ||
+                 sample_starts[sample_count] > id_count;
+    /* First each id's location (checked), and how many frames there are; then the frames. */
+    int32_t *where = status ? NULL : malloc((size_t)(id_count ? id_count : 1) * sizeof(int32_t));
+    if (status == 0 && where == NULL) {
+        status = -1;
+    }
+    Py_ssize_t frame_count = 0;
+    if (status == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t s = 0; s < sample_count && status == 0; s++) {
+            if (sample_starts[s] < 0 || sample_starts[s + 1] < sample_starts[s]) {
+                status = 1;
+            }
+        }
+        for (Py_ssize_t k = 0; k < id_count && status == 0; k++) {
+            uint64_t id = wide ? ((const uint64_t *)ids.buf)[k] : ((const uint32_t *)ids.buf)[k];
+            int32_t at = id < (uint64_t)table_size ? positions[id] : -1;
+            if (at < 0 || at >= location_count) {
+                status = 1;
+            } else {
+                where[k] = at;
+                frame_count += location_starts[at + 1] - location_starts[at];
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyObject *starts = NULL, *frames = NULL;
+    if (status == 0) {
+        starts = PyByteArray_FromStringAndSize(NULL, (sample_count + 1) * sizeof(Py_ssize_t));
+        frames = PyByteArray_FromStringAndSize(NULL, frame_count * sizeof(int32_t));
+        status = (starts && frames) ? 0 : -1;
+    }
+    if (status == 0) {
+        Py_ssize_t *out_starts = (Py_ssize_t *)PyByteArray_AS_STRING(starts);
+        int32_t *out = (int32_t *)PyByteArray_AS_STRING(frames);
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t written = 0;
+        out_starts[0] = 0;
+        for (Py_ssize_t s = 0; s < sample_count; s++) {
+            for (Py_ssize_t k = sample_starts[s]; k < sample_starts[s + 1]; k++) {
+                Py_ssize_t first = location_starts[where[k]], last = location_starts[where[k] + 1];
+                for (Py_ssize_t f = first; f < last; f++) {
+                    out[written++] = location_nodes[f];
+                }
+            }
+            out_starts[s + 1] = written;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(where);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&frame_offsets);
+    PyBuffer_Release(&nodes);
+    if (status != 0) {
+        Py_XDECREF(starts);
+        Py_XDECREF(frames);
+        if (status < 0) {
+            return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+        }
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NN)", starts, frames);
+}
+
+/* ---- pprof's function table ---- */
+
+PyDoc_STRVAR(function_table_doc,
+"function_table(offsets, frames, column, size) -> (flat, cum, present) or None\n\n"
+"Per node 0 .. size - 1: the sum of `column` (int64) over the samples whose leaf it is\n"
+"(int64), over the samples it is on, once each (int64), and whether a sample with a non-zero\n"
+"value has it (bool), as bytearrays. The caller guarantees no sum overflows (model.py keeps\n"
+"such columns as Python ints). None when a frame is not a node.");
+
+static PyObject *function_table(PyObject *self, PyObject *args) {
+    PyObject *offsets_object, *frames_object, *column_object;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "OOOn", &offsets_object, &frames_object, &column_object, &size)) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must not be negative");
+        return NULL;
+    }
+    Py_buffer offsets, frames, column;
+    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
+        return NULL;
+    }
+    if (view_of(frames_object, &frames, 4, "frames") < 0) {
+        PyBuffer_Release(&offsets);
+        return NULL;
+    }
+    if (view_of(column_object, &column, 8, "column") < 0) {
+        PyBuffer_Release(&offsets);
+        PyBuffer_Release(&frames);
+        return NULL;
+    }
+    Py_ssize_t sample_count = offsets.len / offsets.itemsize - 1;
+    Py_ssize_t frame_count = frames.len / frames.itemsize;
+    PyObject *flat = zeroed_bytearray((size_t)size * sizeof(int64_t));
+    PyObject *cum = zeroed_bytearray((size_t)size * sizeof(int64_t));
+    PyObject *present = zeroed_bytearray((size_t)size);
+    /* The last sample that added to each node's cum: a node recurring on a stack counts once. */
+    Py_ssize_t *seen = malloc((size_t)(size ? size : 1) * sizeof(Py_ssize_t));
+    int status = (flat && cum && present && seen) ? 0 : -1;
+    if (status == 0 && sample_count != column.len / column.itemsize) {
+        PyErr_SetString(PyExc_ValueError, "one value per sample is needed");
+        status = -1;
+    }
+    if (status == 0) {
+        int64_t *flat_sums = (int64_t *)PyByteArray_AS_STRING(flat);
+        int64_t *cum_sums = (int64_t *)PyByteArray_AS_STRING(cum);
+        char *has = PyByteArray_AS_STRING(present);
+        const Py_ssize_t *starts = offsets.buf;
+        const int32_t *nodes = frames.buf;
+        const int64_t *values = column.buf;
+        for (Py_ssize_t n = 0; n < size; n++) {
+            seen[n] = -1;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t s = 0; s < sample_count && status == 0; s++) {
+            Py_ssize_t lo = starts[s], hi = starts[s + 1];
+            if (lo < 0 || hi < lo || hi > frame_count) {
+                status = 1;
+                break;
+            }
+            int64_t value = values[s];
+            for (Py_ssize_t k = lo; k < hi; k++) {
+                int32_t node = nodes[k];
+                if (node < 0 || node >= size) {
+                    status = 1;
+                    break;
+                }
+                if (k == lo) {
+                    flat_sums[node] += value;
+                }
+                if (seen[node] != s) {
+                    seen[node] = s;
+                    cum_sums[node] += value;
+                    has[node] |= value != 0;
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(seen);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&frames);
+    PyBuffer_Release(&column);
+    if (status != 0) {
+        Py_XDECREF(flat);
+        Py_XDECREF(cum);
+        Py_XDECREF(present);
+        if (status < 0) {
+            return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+        }
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NNN)", flat, cum, present);
+}
+
+/* ---- call stacks ---- */
+
+PyDoc_STRVAR(stack_hashes_doc,
+"stack_hashes(offsets, frames, multipliers) -> hashes or None\n\n"
+"Per sample (its frames are frames[offsets[i] .. offsets[i + 1] - 1], int32): its length\n"
+"times the last multiplier plus, for each frame at depth k, (frame + 1) times multipliers[k],\n"
+"all modulo 2**64 (uint64, as a bytearray). None when a stack is deeper than the\n"
+"multipliers.");
+
+static PyObject *stack_hashes(PyObject *self, PyObject *args) {
+    PyObject *offsets_object, *frames_object, *multipliers_object;
+    if (!PyArg_ParseTuple(args, "OOO", &offsets_object, &frames_object, &multipliers_object)) {
+        return NULL;
+    }
+    Py_buffer offsets, frames, multipliers;
+    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
+        return NULL;
+    }
+    if (view_of(frames_object, &frames, 4, "frames") < 0) {
+        PyBuffer_Release(&offsets);
+        return NULL;
+    }
+    if (view_of(multipliers_object, &multipliers, 8, "multipliers") < 0) {
+        PyBuffer_Release(&offsets);
+        PyBuffer_Release(&frames);
+        return NULL;
+    }
+    Py_ssize_t count = offsets.len / offsets.itemsize - 1;
+    Py_ssize_t frame_count = frames.len / frames.itemsize;
+    Py_ssize_t depths = multipliers.len / multipliers.itemsize - 1;  /* the last: the length's */
+    PyObject *out = count >= 0 && depths >= 0
+                        ? PyByteArray_FromStringAndSize(NULL, count * sizeof(uint64_t))
+                        : NULL;
+    int status = out ? 0 : (PyErr_Occurred() ? -1 : 1);
+    if (status == 0) {
+        const Py_ssize_t *starts = offsets.buf;
+        const int32_t *nodes = frames.buf;
+        const uint64_t *by_depth = multipliers.buf;
+        uint64_t *hashes = (uint64_t *)PyByteArray_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_ssize_t lo = starts[i], hi = starts[i + 1];
+            if (lo < 0 || hi < lo || hi > frame_count || hi - lo > depths) {
+                status = 1;
+                break;
+            }
+            uint64_t hash = (uint64_t)(hi - lo) * by_depth[depths];
+            for (Py_ssize_t k = lo; k < hi; k++) {
+                /* as numpy: the int32 node converted to uint64 (sign-extended), plus one */
+                hash += ((uint64_t)(int64_t)nodes[k] + 1) * by_depth[k - lo];
+            }
+            hashes[i] = hash;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&frames);
+    PyBuffer_Release(&multipliers);
+    if (status != 0) {
+        Py_XDECREF(out);
+        if (status < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(same_stacks_doc,
+"same_stacks(offsets, frames, representative) -> bool\n\n"
+"Whether every sample's frames (int32; sample i's are frames[offsets[i] .. offsets[i + 1] -\n"
+"1]) equal those of sample representative[i] (intp).");
+
+static PyObject *same_stacks(PyObject *self, PyObject *args) {
+    PyObject *offsets_object, *frames_object, *representative_object;
+    if (!PyArg_ParseTuple(args, "OOO", &offsets_object, &frames_object, &representative_object)) {
+        return NULL;
+    }
+    Py_buffer offsets, frames, representative;
+    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
+        return NULL;
+    }
+    if (view_of(frames_object, &frames, 4, "frames") < 0) {
+        PyBuffer_Release(&offsets);
+        return NULL;
+    }
+    if (view_of(representative_object, &representative, sizeof(Py_ssize_t), "representative") <
+        0) {
+        PyBuffer_Release(&offsets);
+        PyBuffer_Release(&frames);
+        return NULL;
+    }
+    Py_ssize_t count = offsets.len / offsets.itemsize - 1;
+    Py_ssize_t frame_count = frames.len / frames.itemsize;
+    const Py_ssize_t *starts = offsets.buf;
+    const int32_t *nodes = frames.buf;
+    const Py_ssize_t *other = representative.buf;
+    int same = count >= 0 && representative.len / representative.itemsize == count &&
+               (count == 0 || starts[count] <= frame_count);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count && same; i++) {
+        Py_ssize_t j = other[i];
+        if (j == i) {
+            continue;
+        }
+        if (j < 0 || j >= count) {
+            same = 0;
+            break;
+        }
+        Py_ssize_t length = starts[i + 1] - starts[i];
+        same = length == starts[j + 1] - starts[j] && length >= 0 &&
+               memcmp(nodes + starts[i], nodes + starts[j], (size_t)length * 4) == 0;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&frames);
+    PyBuffer_Release(&representative);
+    return PyBool_FromLong(same);
+}
+
+static PyMethodDef methods[] = {
+    {"decode_samples", decode_samples, METH_VARARGS, decode_samples_doc},
+    {"decode_locations", decode_locations, METH_VARARGS, decode_locations_doc},
+    {"expand_frames", expand_frames, METH_VARARGS, expand_frames_doc},
+    {"function_table", function_table, METH_VARARGS, function_table_doc},
+    {"stack_hashes", stack_hashes, METH_VARARGS, stack_hashes_doc},
+    {"same_stacks", same_stacks, METH_VARARGS, same_stacks_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "oomforensics.pprof._kernels",
+    "The decoder's inner loops in C (see _kernels.c); numpy does the same without it.",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,164 @@
+"""The decoder's inner loops in C (`_kernels.c`), as numpy arrays; None where they do not apply.
+
+The extension is optional (built at install time when a C compiler is there). Each function
+returns exactly what the numpy step it replaces computes, or None when the extension is not
+built, is switched off (OOMF_KERNELS=0, for comparing the two) or the input is one it does not
+take; the caller then runs the numpy step, which decides.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Index = NDArray[np.intp]
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("OOMF_KERNELS", "1") == "0":
+        return None
+    try:
+        from oomforensics.pprof import _kernels  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    module: ModuleType = _kernels
+    return module
+
+
+_C = _load()
+
+
+def available() -> bool:
+    """Whether the C kernels are built and in use."""
+    return _C is not None
+
+
+class SampleIds(NamedTuple):
+    location_ids: NDArray[np.uint64] | NDArray[np.uint32]
+    offsets: Index  # sample i's ids are location_ids[offsets[i] : offsets[i + 1]]
+    values: NDArray[np.int64]  # one row per sample
+
+
+def decode_samples(messages: list[bytes], width: int) -> SampleIds | None:
+    """Location ids and values of encoded Sample messages (`width` values each)."""
+    if _C is None:
+        return None
+    decoded = _C.decode_samples(messages, width)
+    if decoded is None:
+        return None
+    ids, wide, offsets, values = decoded
+    location_ids: NDArray[np.uint64] | NDArray[np.uint32] = (
+        np.frombuffer(ids, dtype=np.uint64) if wide else np.frombuffer(ids, dtype=np.uint32)
+    )
+    return SampleIds(
+        location_ids,
+        np.frombuffer(offsets, dtype=np.intp),
+        np.frombuffer(values, dtype=np.int64).reshape(len(messages), width),
+    )
+
+
+class LocationLines(NamedTuple):
+    ids: NDArray[np.uint64]
+    mapping_ids: NDArray[np.uint64]
+    line_offsets: Index  # location i's lines are line_offsets[i] .. line_offsets[i + 1] - 1
+    function_ids: NDArray[np.uint64]  # per line
+
+
+def decode_locations(messages: list[bytes]) -> LocationLines | None:
+    """Ids, mapping ids and each line's function id of encoded Location messages."""
+    if _C is None:
+        return None
+    decoded = _C.decode_locations(messages)
+    if decoded is None:
+        return None
+    ids, mappings, offsets, functions = decoded
+    return LocationLines(
+        np.frombuffer(ids, dtype=np.uint64),
+        np.frombuffer(mappings, dtype=np.uint64),
+        np.frombuffer(offsets, dtype=np.intp),
+        np.frombuffer(functions, dtype=np.uint64),
+    )
+
+
+def expand_frames(
+    ids: NDArray[np.uint64] | NDArray[np.uint32],
+    offsets: Index,
+    table: NDArray[np.int32],
+    frame_offsets: Index,
+    nodes: NDArray[np.int32],
+) -> tuple[Index, NDArray[np.int32]] | None:
+    """Each sample's frames (offsets, nodes): its locations' frames laid end to end, the
+    location of an id being table[id]; None if an id names no location."""
+    if _C is None:
+        return None
+    wide = ids.dtype == np.uint64
+    expanded = _C.expand_frames(
+        _contiguous(ids, np.uint64 if wide else np.uint32),
+        wide,
+        _contiguous(offsets, np.intp),
+        _contiguous(table, np.int32),
+        _contiguous(frame_offsets, np.intp),
+        _contiguous(nodes, np.int32),
+    )
+    if expanded is None:
+        return None
+    starts, frames = expanded
+    return np.frombuffer(starts, dtype=np.intp), np.frombuffer(frames, dtype=np.int32)
+
+
+def function_table(
+    offsets: Index, frames: NDArray[np.int32], column: NDArray[np.int64], size: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]] | None:
+    """Per node: flat, cum (each sample once) and whether a sample with a non-zero value has
+    it. `column` must be int64 whose sums cannot overflow (see arrays.exact_values)."""
+    if _C is None or column.dtype != np.int64:
+        return None
+    table = _C.function_table(
+        _contiguous(offsets, np.intp),
+        _contiguous(frames, np.int32),
+        _contiguous(column, np.int64),
+        size,
+    )
+    if table is None:
+        return None
+    flat, cum, present = table
+    return (
+        np.frombuffer(flat, dtype=np.int64),
+        np.frombuffer(cum, dtype=np.int64),
+        np.frombuffer(present, dtype=np.bool_),
+    )
+
+
+def stack_hashes(
+    offsets: Index, frames: NDArray[np.int32], multipliers: NDArray[np.uint64]
+) -> NDArray[np.uint64] | None:
+    """Per sample: its length times multipliers[-1] plus (frame + 1) * multipliers[depth] for
+    each frame, modulo 2**64; None if a stack is deeper than the multipliers."""
+    if _C is None:
+        return None
+    hashes = _C.stack_hashes(
+        _contiguous(offsets, np.intp),
+        _contiguous(frames, np.int32),
+        _contiguous(multipliers, np.uint64),
+    )
+    return None if hashes is None else np.frombuffer(hashes, dtype=np.uint64)
+
+
+def same_stacks(offsets: Index, frames: NDArray[np.int32], representative: Index) -> bool | None:
+    """Whether every sample's frames equal its representative sample's."""
+    if _C is None:
+        return None
+    same: bool = _C.same_stacks(
+        _contiguous(offsets, np.intp),
+        _contiguous(frames, np.int32),
+        _contiguous(representative, np.intp),
+    )
+    return same
+
+
+def _contiguous(array: NDArray[np.generic], dtype: type[np.generic]) -> NDArray[np.generic]:
+    return np.ascontiguousarray(array, dtype=dtype)

@@ -1,0 +1,263 @@
+"""The C kernels (pprof/_kernels.c) against the numpy steps they replace.
+
+Every kernel must give exactly what numpy gives (same values, same dtypes) or None, leaving
+the decision to numpy. Compared on every protobuf profile of the shared corpus, on generated
+profiles in any field layout, and on corrupt bytes; numpy's side is the same code with the
+kernels switched off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oomforensics.pprof import kernels, profile_pb2
+from oomforensics.pprof.errors import ProfileError
+from oomforensics.pprof.legacy import read_profile
+from oomforensics.pprof.model import Profile
+from oomforensics.pprof.profile import parse_profile
+from oomforensics.pprof.stacks import _multipliers, index_stacks
+from oomforensics.pprof.vectorised import _decode_locations, _decode_samples
+from tests.support.gopprof import corpus, corpus_available
+from tests.unit.pprof.test_vectorised_decoding import build, drops, reencode, samples
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels are not built")
+
+
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    saved = kernels._C
+    kernels._C = None
+    try:
+        yield
+    finally:
+        kernels._C = saved
+
+
+def test_the_development_install_builds_the_kernels() -> None:
+    # `make setup` installs with a C compiler: a build that silently fell back to numpy (the
+    # extension is optional for users without one) would leave the CLI three times slower.
+    assert os.environ.get("OOMF_KERNELS", "1") == "0" or kernels.available()
+
+
+def decoded(raw: bytes) -> Profile | str:
+    try:
+        return read_profile(raw)[0]
+    except ProfileError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def both(raw: bytes) -> tuple[Profile | str, Profile | str]:
+    fast = decoded(raw)
+    with numpy_only():
+        plain = decoded(raw)
+    return fast, plain
+
+
+def assert_same_arrays(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype
+    assert a.shape == b.shape
+    assert np.array_equal(a, b)
+
+
+def assert_same_profile(fast: Profile | str, plain: Profile | str) -> None:
+    if isinstance(plain, str) or isinstance(fast, str):
+        assert fast == plain
+        return
+    a, b = fast.samples, plain.samples
+    assert a.names == b.names
+    assert_same_arrays(a.offsets, b.offsets)
+    assert_same_arrays(a.frames, b.frames)
+    assert_same_arrays(a.values, b.values)
+    assert fast.full_names == plain.full_names
+    for index in range(a.width):
+        table = a.function_table(index)
+        with numpy_only():
+            expected = b.function_table(index)
+        for got, want in zip(table, expected, strict=True):
+            # numpy adds a deep stack's frames in Python ints when their sum could overflow
+            # int64 before the repeats are taken back; the kernel counts each once (no sum
+            # exceeds the column's, which fits), so it stays int64.
+            if want.dtype == object:
+                assert got.dtype in (np.int64, want.dtype)
+                assert got.tolist() == want.tolist()
+            else:
+                assert_same_arrays(got, want)
+    multipliers = _multipliers(max(int(np.diff(a.offsets).max(initial=0)), 127))
+    hashes = kernels.stack_hashes(a.offsets, a.frames, multipliers)
+    assert hashes is not None
+    with numpy_only():
+        from oomforensics.pprof.stacks import _hashes
+
+        assert_same_arrays(hashes, _hashes(b, b.frames, multipliers))
+
+
+def assert_same_grouping(fast: tuple[Profile, Profile], plain: tuple[Profile, Profile]) -> None:
+    got = index_stacks([p.samples for p in fast])
+    with numpy_only():
+        want = index_stacks([p.samples for p in plain])
+    assert_same_arrays(got.group, want.group)
+    assert_same_arrays(got.first, want.first)
+
+
+# --- the shared corpus ------------------------------------------------------------------------
+
+CORPUS_PROFILES = (
+    [f for f in corpus() if f.protobuf and f.pprof_reads_it] if corpus_available() else []
+)
+
+
+@pytest.mark.skipif(not corpus_available(), reason="no ../shared/pprof-corpus")
+@pytest.mark.parametrize("entry", CORPUS_PROFILES, ids=lambda f: f.name)
+def test_real_profiles_decode_the_same_with_the_kernels(entry) -> None:
+    raw = entry.path.read_bytes()
+    fast, plain = both(raw)
+    assert not isinstance(fast, str), fast
+    assert_same_profile(fast, plain)
+    view = profile_pb2.ProfileView()
+    view.ParseFromString(_gunzipped(raw))
+    # The kernels themselves answered (real writers' encodings are theirs to decode).
+    width = len(view.sample_type)
+    got = kernels.decode_samples(list(view.sample), width)
+    assert got is not None
+    want = _decode_samples(list(view.sample), width)
+    assert np.array_equal(got.location_ids, want.location_ids)
+    assert_same_arrays(got.offsets, want.offsets)
+    assert np.array_equal(got.values, want.values)
+    lines = kernels.decode_locations(list(view.location))
+    assert lines is not None
+    expected = _decode_locations(list(view.location))
+    for name in ("ids", "mapping_ids", "line_offsets", "function_ids"):
+        assert_same_arrays(getattr(lines, name), getattr(expected, name))
+
+
+@pytest.mark.skipif(not corpus_available(), reason="no ../shared/pprof-corpus")
+def test_real_pairs_group_their_stacks_the_same_with_the_kernels() -> None:
+    heaps = [f for f in CORPUS_PROFILES if "inuse_space" in f.sample_types]
+    assert len(heaps) >= 2
+    for base, new in itertools.pairwise(heaps):
+        fast = tuple(decoded(f.path.read_bytes()) for f in (base, new))
+        with numpy_only():
+            plain = tuple(decoded(f.path.read_bytes()) for f in (base, new))
+        assert_same_grouping(fast, plain)  # type: ignore[arg-type]
+
+
+def _gunzipped(raw: bytes) -> bytes:
+    from oomforensics.pprof.compression import gunzip_bounded, is_gzip
+
+    return gunzip_bounded(raw) if is_gzip(raw) else raw
+
+
+# --- generated profiles -----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(sample_list=samples, drop=drops, seed=st.integers(0, 2**32), unknown=st.booleans())
+def test_any_field_layout_decodes_the_same_with_the_kernels(sample_list, drop, seed, unknown):
+    raw = reencode(build(sample_list, drop), random.Random(seed), unknown=unknown)
+    fast, plain = both(raw)
+    assert_same_profile(fast, plain)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sample_list=samples.filter(bool),
+    seed=st.integers(0, 2**32),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=4),
+    cut=st.floats(0, 1),
+)
+def test_corrupt_bytes_decode_the_same_with_the_kernels(sample_list, seed, edits, cut):
+    raw = bytearray(reencode(build(sample_list), random.Random(seed)))
+    for where, byte in edits:
+        raw[int(where * len(raw))] = byte
+    fast, plain = both(bytes(raw[: max(1, int(cut * len(raw)))]))
+    assert_same_profile(fast, plain)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sample_list=samples.filter(bool), seed=st.integers(0, 2**32), keep=st.floats(0, 1))
+def test_pairs_group_their_stacks_the_same_with_the_kernels(sample_list, seed, keep):
+    rng = random.Random(seed)
+    shuffled = list(sample_list)
+    rng.shuffle(shuffled)
+    raws = (
+        reencode(build(sample_list), rng),
+        reencode(build(shuffled[: max(1, int(keep * len(shuffled)))]), rng),
+    )
+    fast = tuple(parse_profile(raw) for raw in raws)
+    with numpy_only():
+        plain = tuple(parse_profile(raw) for raw in raws)
+    assert_same_grouping(fast, plain)  # type: ignore[arg-type]
+
+
+# --- what the kernels leave to numpy ----------------------------------------------------------
+
+
+def test_an_unknown_field_is_left_to_numpy() -> None:
+    sample = bytes([0x08, 0x01, 0x10, 0x05, 0x48, 0x01])  # location 1, value 5, field 9
+    assert kernels.decode_samples([sample], 1) is None
+    assert kernels.decode_samples([sample[:4]], 1) is not None
+
+
+def test_a_sample_with_the_wrong_number_of_values_is_left_to_numpy() -> None:
+    assert kernels.decode_samples([bytes([0x08, 0x01, 0x10, 0x05])], 2) is None
+
+
+def test_a_truncated_varint_is_left_to_numpy() -> None:
+    assert kernels.decode_samples([bytes([0x08, 0x81])], 0) is None
+    assert kernels.decode_locations([bytes([0x08, 0x81])]) is None
+
+
+def test_64_bit_location_ids_come_back_wide() -> None:
+    big = 2**40 + 3
+    encoded = bytearray([0x08])
+    value = big
+    while value >= 0x80:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    got = kernels.decode_samples([bytes([0x08, 0x01]), bytes(encoded)], 0)
+    assert got is not None
+    assert got.location_ids.dtype == np.uint64
+    assert got.location_ids.tolist() == [1, big]
+    assert got.offsets.tolist() == [0, 1, 2]
+
+
+def test_a_missing_location_is_left_to_numpy() -> None:
+    table = np.array([-1, 0], dtype=np.int32)  # id 1 is location 0; id 2 is none
+    frame_offsets = np.array([0, 2], dtype=np.intp)
+    nodes = np.array([7, 8], dtype=np.int32)
+    offsets = np.array([0, 1], dtype=np.intp)
+    ok = kernels.expand_frames(np.array([1], np.uint32), offsets, table, frame_offsets, nodes)
+    assert ok is not None
+    assert ok[0].tolist() == [0, 2]
+    assert ok[1].tolist() == [7, 8]
+    missing = np.array([2], np.uint32)
+    assert kernels.expand_frames(missing, offsets, table, frame_offsets, nodes) is None
+
+
+def test_python_int_values_are_left_to_numpy() -> None:
+    column = np.array([2**62, 2**62], dtype=object)
+    offsets = np.array([0, 1, 2], dtype=np.intp)
+    frames = np.array([0, 0], dtype=np.int32)
+    assert kernels.function_table(offsets, frames, column, 1) is None
+
+
+def test_a_recursive_stack_counts_once_in_cum() -> None:
+    offsets = np.array([0, 3, 4], dtype=np.intp)
+    frames = np.array([0, 1, 0, 1], dtype=np.int32)  # a -> b -> a, then b alone
+    column = np.array([5, 0], dtype=np.int64)
+    table = kernels.function_table(offsets, frames, column, 3)
+    assert table is not None
+    flat, cum, present = table
+    assert flat.tolist() == [5, 0, 0]
+    assert cum.tolist() == [5, 5, 0]
+    assert present.tolist() == [True, True, False]
