@@ -102,6 +102,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# Commands whose process ends without the interpreter's teardown once their output is out:
+# freeing a 100,000-sample diff's objects one by one took 50 ms of a 0.85 s `diff`, and
+# nothing of theirs needs an exit handler.
+_NO_TEARDOWN = frozenset({"diff"})
+
+
+def entry() -> None:
+    """The console script: `main`, then exit (after `diff`, at once)."""
+    words = sys.argv[1:]
+    code = main(words)
+    if _chosen_command(words) not in _NO_TEARDOWN:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = _reader_went_away()
+    os._exit(code)
+
+
 def _reader_went_away() -> int:
     """`oomforensics diff ... | head`: the reader has what it wanted; stop quietly, exit 0.
 

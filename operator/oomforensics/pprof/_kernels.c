@@ -189,10 +189,48 @@ typedef struct {
     Py_ssize_t width;
 } SampleOut;
 
+/* The ids of a packed field, appended; in locals, as stores through `out` could otherwise
+   alias its counters. 1 when a varint runs past the field, 2 when an id needs 64 bits. */
+static int packed_ids(const uint8_t *p, const uint8_t *end, SampleOut *out) {
+    Py_ssize_t count = out->id_count;
+    int status = 0;
+    if (out->wide) {
+        uint64_t *ids = out->ids64;
+        while (p < end) {
+            uint64_t value;
+            int length = read_varint_fast(p, end, &value);
+            if (length == 0) {
+                status = 1;
+                break;
+            }
+            p += length;
+            ids[count++] = value;
+        }
+    } else {
+        uint32_t *ids = out->ids32;
+        while (p < end) {
+            uint64_t value;
+            int length = read_varint_fast(p, end, &value);
+            if (length == 0 || value > UINT32_MAX) {
+                status = length == 0 ? 1 : 2;
+                break;
+            }
+            p += length;
+            ids[count++] = (uint32_t)value;
+        }
+    }
+    out->id_count = count;
+    return status;
+}
+
 /* Appends one value of a repeated varint field (a packed one: all of them) to ids or values;
-   1 when a sample has more values than `width`, or a packed varint runs past its field. */
+   1 when a sample has more values than `width`, or a packed varint runs past its field, 2
+   when an id needs 64 bits (decode again with room for them). */
 static int repeated_value(int number, int wire, uint64_t value, const uint8_t *p,
                           const uint8_t *end, SampleOut *out) {
+    if (number == 1 && wire == LENGTH_DELIMITED) {
+        return packed_ids(p, end, out);
+    }
     for (;;) {
         if (wire == LENGTH_DELIMITED) {
             if (p == end) {
@@ -210,7 +248,7 @@ static int repeated_value(int number, int wire, uint64_t value, const uint8_t *p
             } else if (value <= UINT32_MAX) {
                 out->ids32[out->id_count++] = (uint32_t)value;
             } else {
-                return 2;  /* decode again with room for 64-bit ids */
+                return 2;
             }
         } else {
             if (out->value_count == out->width) {
@@ -645,6 +683,55 @@ static PyObject *function_table(PyObject *self, PyObject *args) {
 
 /* ---- call stacks ---- */
 
+PyDoc_STRVAR(translate_doc,
+"translate(table, nodes) -> translated or None\n\n"
+"table[node] for each of `nodes` (both int32), as a bytearray: np.take(table, nodes) without\n"
+"numpy's copy of the indices to intp first. None when a node is outside the table.");
+
+static PyObject *translate(PyObject *self, PyObject *args) {
+    PyObject *table_object, *nodes_object;
+    if (!PyArg_ParseTuple(args, "OO", &table_object, &nodes_object)) {
+        return NULL;
+    }
+    Py_buffer table, nodes;
+    if (view_of(table_object, &table, 4, "table") < 0) {
+        return NULL;
+    }
+    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    Py_ssize_t size = table.len / 4, count = nodes.len / 4;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, count * 4);
+    int status = out ? 0 : -1;
+    if (status == 0) {
+        const int32_t *by_node = table.buf;
+        const int32_t *in = nodes.buf;
+        int32_t *translated = (int32_t *)PyByteArray_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < count; k++) {
+            int32_t node = in[k];
+            if (node < 0 || node >= size) {
+                status = 1;
+                break;
+            }
+            translated[k] = by_node[node];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&nodes);
+    if (status != 0) {
+        Py_XDECREF(out);
+        if (status < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
+
 PyDoc_STRVAR(stack_hashes_doc,
 "stack_hashes(offsets, frames, multipliers) -> hashes or None\n\n"
 "Per sample (its frames are frames[offsets[i] .. offsets[i + 1] - 1], int32): its length\n"
@@ -768,6 +855,7 @@ static PyMethodDef methods[] = {
     {"decode_locations", decode_locations, METH_VARARGS, decode_locations_doc},
     {"expand_frames", expand_frames, METH_VARARGS, expand_frames_doc},
     {"function_table", function_table, METH_VARARGS, function_table_doc},
+    {"translate", translate, METH_VARARGS, translate_doc},
     {"stack_hashes", stack_hashes, METH_VARARGS, stack_hashes_doc},
     {"same_stacks", same_stacks, METH_VARARGS, same_stacks_doc},
     {NULL, NULL, 0, NULL},

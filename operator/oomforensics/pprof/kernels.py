@@ -133,6 +133,16 @@ def function_table(
     )
 
 
+def translate(table: NDArray[np.int32], nodes: NDArray[np.int32]) -> NDArray[np.int32]:
+    """np.take(table, nodes), for int32 node ids (numpy first copies them to intp)."""
+    if _C is not None:
+        translated = _C.translate(_contiguous(table, np.int32), _contiguous(nodes, np.int32))
+        if translated is not None:
+            return np.frombuffer(translated, dtype=np.int32)
+    result: NDArray[np.int32] = np.take(table, nodes)
+    return result
+
+
 def stack_hashes(
     offsets: Index, frames: NDArray[np.int32], multipliers: NDArray[np.uint64]
 ) -> NDArray[np.uint64] | None:

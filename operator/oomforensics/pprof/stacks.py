@@ -119,7 +119,7 @@ def _index(parts: Sequence[Samples]) -> StackIndex:
             dtype=np.int32,
             count=len(part.names),
         )
-        frame_parts.append(np.take(translate, part.frames))
+        frame_parts.append(kernels.translate(translate, part.frames))
     longest = max((int(np.diff(part.offsets).max(initial=0)) for part in parts), default=0)
     # At least the multipliers written down: a profile's own hashes are then the same in
     # every index it is part of (kept with it), whichever part has the longest stack.

@@ -90,3 +90,21 @@ def test_no_child_on_a_busy_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
     monkeypatch.setattr(os, "fork", no_fork)
     assert [s.source for s in load_snapshots(paths)] == [str(p) for p in paths]
+
+
+def test_a_snapshot_too_large_to_hand_over_is_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+    read_here: list[Path] = []
+
+    def recorded(path: Path) -> Snapshot:
+        read_here.append(path)
+        return load_snapshot(path)
+
+    monkeypatch.setattr(diff, "load_snapshot", recorded)
+    monkeypatch.setattr(diff, "_SHARED_BYTES", 64)  # no room for the child's pickle
+    force_child(monkeypatch)
+    together = load_snapshots(paths)
+    assert read_here == paths  # the base here, then the new one again after the child
+    assert [s.profile for s in together] == [load_snapshot(p).profile for p in paths]

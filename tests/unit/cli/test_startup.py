@@ -91,3 +91,28 @@ def test_diff_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     assert result.stdout.startswith("base: ")
     assert result.stderr == ""
     assert result.returncode == 0
+
+
+def test_the_console_script_ends_a_diff_with_all_its_output_and_its_code(tmp_path: Path) -> None:
+    # `diff` ends its process without the interpreter's teardown: what it printed must all be
+    # out (more than any buffer holds), and its exit code must be main's.
+    base = heap_profile(tmp_path / "a.pb.gz", 0)
+    new = wide_profile(tmp_path / "b.pb.gz", 3000)
+    done = subprocess.run(
+        [str(SCRIPT), "diff", "--json", str(base), str(new)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    names = {row["name"] for row in json.loads(done.stdout)["functions"]}
+    assert {f"main.grow{i:05d}" for i in range(3000)} <= names
+    missing = subprocess.run(
+        [str(SCRIPT), "diff", str(base), str(tmp_path / "missing.pb.gz")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("oomforensics: error: ")
+    assert "missing.pb.gz" in missing.stderr
