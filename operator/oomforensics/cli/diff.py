@@ -113,24 +113,26 @@ def load_snapshots(paths: list[Path]) -> list[Snapshot]:
     if not _child_pays(paths):
         return [_prepared(load_snapshot(path)) for path in paths]
     try:
-        # The child hands its snapshot over in shared memory: through a pipe, the 18 MB of a
-        # 100,000-sample profile took 90 ms more. Only the pages written are allocated.
+        # The child hands its snapshot over in shared memory, its arrays' bytes out of band:
+        # through a pipe, the 18 MB of a 100,000-sample profile took 90 ms more; pickled in
+        # band, 30 ms more. Only the pages written are allocated; the parent's arrays are
+        # views of them, so the mapping stays until the process ends.
         shared = mmap.mmap(-1, _SHARED_BYTES)
     except (OSError, ValueError):
         return [_prepared(load_snapshot(path)) for path in paths]
-    with shared:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - the child; measured by the tests through its result
-            _decode_for_parent(paths[-1], shared)
-        try:
-            snapshots = [_prepared(load_snapshot(path)) for path in paths[:-1]]
-        except BaseException:
-            os.kill(child, signal.SIGKILL)
-            raise
-        finally:
-            os.waitpid(child, 0)
-        last = _handed_over(shared)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child; measured by the tests through its result
+        _decode_for_parent(paths[-1], shared)
+    try:
+        snapshots = [_prepared(load_snapshot(path)) for path in paths[:-1]]
+    except BaseException:
+        os.kill(child, signal.SIGKILL)
+        raise
+    finally:
+        os.waitpid(child, 0)
+    last = _handed_over(shared)
     if last is None:
+        shared.close()
         last = _prepared(load_snapshot(paths[-1]))
     return [*snapshots, last]
 
@@ -146,13 +148,26 @@ def _child_pays(paths: list[Path]) -> bool:
 
 
 def _decode_for_parent(path: Path, shared: mmap.mmap) -> NoReturn:  # pragma: no cover
-    """In the child: the snapshot, pickled into `shared` (its length first); nothing if it
-    fails to load or does not fit, and the parent loads it itself."""
+    """In the child: the snapshot into `shared`, its arrays' bytes first (each at a 64-byte
+    boundary), then the pickle that refers to them, then where and how long that pickle is.
+    Nothing if it fails to load or does not fit: the parent loads it itself."""
     try:
-        data = pickle.dumps(_prepared(load_snapshot(path)), pickle.HIGHEST_PROTOCOL)
-        if _SIZE_BYTES + len(data) <= len(shared):
-            shared[_SIZE_BYTES : _SIZE_BYTES + len(data)] = data
-            shared[:_SIZE_BYTES] = len(data).to_bytes(_SIZE_BYTES, "little")
+        buffers: list[pickle.PickleBuffer] = []
+        pickled = pickle.dumps(
+            _prepared(load_snapshot(path)), protocol=5, buffer_callback=buffers.append
+        )
+        at, spans = _HEADER, []
+        for buffer in buffers:
+            raw = buffer.raw()
+            if at + raw.nbytes > len(shared):
+                os._exit(0)
+            shared[at : at + raw.nbytes] = raw
+            spans.append((at, raw.nbytes))
+            at = -(-(at + raw.nbytes) // _ALIGN) * _ALIGN
+        header = pickle.dumps((pickled, spans), protocol=5)
+        if at + len(header) <= len(shared):
+            shared[at : at + len(header)] = header
+            shared[:_HEADER] = at.to_bytes(8, "little") + len(header).to_bytes(8, "little")
     except BaseException:
         pass  # the parent reads the path itself and raises its error
     finally:
@@ -160,18 +175,20 @@ def _decode_for_parent(path: Path, shared: mmap.mmap) -> NoReturn:  # pragma: no
 
 
 def _handed_over(shared: mmap.mmap) -> Snapshot | None:
-    size = int.from_bytes(shared[:_SIZE_BYTES], "little")
+    at, size = int.from_bytes(shared[:8], "little"), int.from_bytes(shared[8:_HEADER], "little")
     if not size:
         return None
-    with memoryview(shared) as view, view[_SIZE_BYTES : _SIZE_BYTES + size] as pickled:
-        last = pickle.loads(pickled)
+    pickled, spans = pickle.loads(shared[at : at + size])
+    view = memoryview(shared)
+    last = pickle.loads(pickled, buffers=[view[start : start + n] for start, n in spans])
     return last if isinstance(last, Snapshot) else None
 
 
-# Room for the child's pickled snapshot: a profile decompresses to at most 256 MiB, and its
-# pickle is about twice the decompressed size. Larger ones are decoded in the parent again.
+# Room for the child's snapshot: a profile decompresses to at most 256 MiB, and its arrays
+# and pickle take about twice that. Larger ones are decoded in the parent again.
 _SHARED_BYTES = 1 << 30
-_SIZE_BYTES = 8  # the pickle's length, written last: 0 means the child gave nothing
+_HEADER = 16  # where the pickle is and its length, written last: zeros if the child gave nothing
+_ALIGN = 64
 
 
 # Below this size (the profile file, gzipped) a child costs more than it saves: forking and

@@ -168,6 +168,22 @@ static int bytes_item(PyObject *list, Py_ssize_t i, const uint8_t **p, const uin
     return 0;
 }
 
+/* ---- arrays in ---- */
+
+/* A read-only, C-contiguous view of `object` with items of `itemsize` bytes. */
+static int view_of(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    if (view->itemsize != itemsize || view->ndim > 1) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D array of %zd-byte items", what,
+                     itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- samples ---- */
 
 static const uint64_t SAMPLE_FIELDS = TAG(1, VARINT) | TAG(1, LENGTH_DELIMITED) |
@@ -195,16 +211,24 @@ static int packed_ids(const uint8_t *p, const uint8_t *end, SampleOut *out) {
     Py_ssize_t count = out->id_count;
     int status = 0;
     if (out->wide) {
+        /* A byte at a time without a branch: the value so far is stored at every byte and
+           kept (the count moves on) at the last one, below 0x80. Room: the buffer holds one
+           id per byte of the sample, and no store runs past the ids already complete. */
         uint64_t *ids = out->ids64;
-        while (p < end) {
-            uint64_t value;
-            int length = read_varint_fast(p, end, &value);
-            if (length == 0) {
-                status = 1;
-                break;
-            }
-            p += length;
-            ids[count++] = value;
+        uint64_t value = 0;
+        unsigned shift = 0, too_long = 0;
+        for (; p < end; p++) {
+            uint64_t byte = *p;
+            too_long |= shift > 63;
+            value |= (byte & 0x7F) << (shift & 63);
+            ids[count] = value;
+            uint64_t more = byte >> 7;
+            count += (Py_ssize_t)(more ^ 1);
+            value &= 0 - more;
+            shift = (shift + 7) & (0U - (unsigned)more);
+        }
+        if (too_long || shift != 0) {
+            status = 1;  /* a varint longer than 10 bytes, or one cut off by the field's end */
         }
     } else {
         uint32_t *ids = out->ids32;
@@ -359,6 +383,160 @@ static PyObject *decode_samples(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#define NO_LOCATION (-1)
+#define INLINED (-2)
+
+PyDoc_STRVAR(decode_sample_frames_doc,
+"decode_sample_frames(messages, width, table, frame_offsets, nodes) -> (offsets, frames,\n"
+"values) or None\n\n"
+"decode_samples and expand_frames in one pass: each sample's location ids, looked up in\n"
+"`table` (int32 by id, -1 where none) as they are read, become that location's frames\n"
+"(nodes[frame_offsets[j] .. frame_offsets[j + 1] - 1], int32). Returns intp offsets, int32\n"
+"frames and uint64 values as bytearrays; None where either would.");
+
+static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
+    PyObject *list, *table_object, *frame_offsets_object, *nodes_object;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "O!nOOO", &PyList_Type, &list, &width, &table_object,
+                          &frame_offsets_object, &nodes_object)) {
+        return NULL;
+    }
+    if (width < 0) {
+        PyErr_SetString(PyExc_ValueError, "width must not be negative");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list), longest = 0, total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "messages must be bytes");
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(item);
+        if (PyBytes_GET_SIZE(item) > longest) {
+            longest = PyBytes_GET_SIZE(item);
+        }
+    }
+    Py_buffer table, frame_offsets, nodes;
+    if (view_of(table_object, &table, 4, "table") < 0) {
+        return NULL;
+    }
+    if (view_of(frame_offsets_object, &frame_offsets, sizeof(Py_ssize_t), "frame_offsets") < 0) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
+        PyBuffer_Release(&table);
+        PyBuffer_Release(&frame_offsets);
+        return NULL;
+    }
+    Py_ssize_t table_size = table.len / 4;
+    Py_ssize_t location_count = frame_offsets.len / (Py_ssize_t)sizeof(Py_ssize_t) - 1;
+    const int32_t *positions = table.buf;
+    const Py_ssize_t *location_starts = frame_offsets.buf;
+    const int32_t *location_nodes = nodes.buf;
+    Py_ssize_t most_frames = 0;  /* of one location */
+    int status = location_count < 0 || location_starts[location_count] > nodes.len / 4;
+    for (Py_ssize_t j = 0; j < location_count && status == 0; j++) {
+        Py_ssize_t size = location_starts[j + 1] - location_starts[j];
+        if (size < 0 || location_starts[j] < 0) {
+            status = 1;
+        } else if (size > most_frames) {
+            most_frames = size;
+        }
+    }
+    /* By id, in one load: the node of a location with one frame; NO_LOCATION; or INLINED - j
+       for location j of several frames. */
+    int32_t *direct = status ? NULL : malloc((size_t)(table_size ? table_size : 1) * 4);
+    if (status == 0 && direct == NULL) {
+        status = -1;
+    }
+    for (Py_ssize_t id = 0; id < table_size && status == 0; id++) {
+        int32_t at = positions[id];
+        if (at < 0 || at >= location_count) {
+            direct[id] = NO_LOCATION;
+        } else if (location_starts[at + 1] - location_starts[at] == 1) {
+            direct[id] = location_nodes[location_starts[at]];
+        } else {
+            direct[id] = INLINED - at;
+        }
+    }
+    /* One sample's ids at a time (at most one per byte), made frames right after. */
+    SampleOut out = {0};
+    out.width = width;
+    out.wide = 1;
+    out.ids64 = malloc((size_t)(longest ? longest : 1) * sizeof(uint64_t));
+    PyObject *values = PyByteArray_FromStringAndSize(NULL, count * width * 8);
+    PyObject *offsets = PyByteArray_FromStringAndSize(NULL, (count + 1) * sizeof(Py_ssize_t));
+    /* Frames: as many as the samples have bytes to begin with (a location id takes two or
+       three, most locations have one frame), grown as needed; only pages written to are
+       allocated, and the rest is given back after. */
+    Py_ssize_t capacity = total + 1024, written = 0;
+    PyObject *frames = PyByteArray_FromStringAndSize(NULL, capacity * 4);
+    if (status == 0 && !(out.ids64 && values && offsets && frames)) {
+        status = -1;
+    }
+    if (status == 0) {
+        uint64_t *all_values = (uint64_t *)PyByteArray_AS_STRING(values);
+        Py_ssize_t *starts = (Py_ssize_t *)PyByteArray_AS_STRING(offsets);
+        starts[0] = 0;
+        for (Py_ssize_t i = 0; i < count && status == 0; i++) {
+            PyObject *item = PyList_GET_ITEM(list, i);
+            const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(item);
+            out.values = all_values + i * width;
+            out.id_count = 0;
+            status = decode_sample(p, p + PyBytes_GET_SIZE(item), &out);
+            if (status != 0) {
+                break;
+            }
+            Py_ssize_t need = written + out.id_count * most_frames;
+            if (need > capacity) {
+                capacity = need > 2 * capacity ? need : 2 * capacity;
+                if (PyByteArray_Resize(frames, capacity * 4) < 0) {
+                    status = -1;
+                    break;
+                }
+            }
+            int32_t *frame = (int32_t *)PyByteArray_AS_STRING(frames);
+            for (Py_ssize_t k = 0; k < out.id_count; k++) {
+                uint64_t id = out.ids64[k];
+                int32_t node = id < (uint64_t)table_size ? direct[id] : NO_LOCATION;
+                if (node >= 0) {
+                    frame[written++] = node;
+                    continue;
+                }
+                if (node == NO_LOCATION) {
+                    status = 1;
+                    break;
+                }
+                int32_t at = INLINED - node;
+                for (Py_ssize_t f = location_starts[at]; f < location_starts[at + 1]; f++) {
+                    frame[written++] = location_nodes[f];
+                }
+            }
+            starts[i + 1] = written;
+        }
+    }
+    free(out.ids64);
+    free(direct);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&frame_offsets);
+    PyBuffer_Release(&nodes);
+    if (status == 0 && PyByteArray_Resize(frames, written * 4) < 0) {
+        status = -1;
+    }
+    if (status == 0) {
+        return Py_BuildValue("(NNN)", offsets, frames, values);
+    }
+    Py_XDECREF(values);
+    Py_XDECREF(offsets);
+    Py_XDECREF(frames);
+    if (status < 0) {
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- locations ---- */
 
 static const uint64_t LOCATION_FIELDS = TAG(1, VARINT) | TAG(2, VARINT) | TAG(3, VARINT) |
@@ -447,22 +625,6 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
         return NULL;
     }
     return Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
-}
-
-/* ---- arrays in ---- */
-
-/* A read-only, C-contiguous view of `object` with items of `itemsize` bytes. */
-static int view_of(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const char *what) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        return -1;
-    }
-    if (view->itemsize != itemsize || view->ndim > 1) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a 1-D array of %zd-byte items", what,
-                     itemsize);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- sample frames ---- */
@@ -852,6 +1014,7 @@ static PyObject *same_stacks(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"decode_samples", decode_samples, METH_VARARGS, decode_samples_doc},
+    {"decode_sample_frames", decode_sample_frames, METH_VARARGS, decode_sample_frames_doc},
     {"decode_locations", decode_locations, METH_VARARGS, decode_locations_doc},
     {"expand_frames", expand_frames, METH_VARARGS, expand_frames_doc},
     {"function_table", function_table, METH_VARARGS, function_table_doc},

@@ -61,6 +61,41 @@ def decode_samples(messages: list[bytes], width: int) -> SampleIds | None:
     )
 
 
+class SampleFrames(NamedTuple):
+    offsets: Index  # sample i's frames are frames[offsets[i] : offsets[i + 1]]
+    frames: NDArray[np.int32]
+    values: NDArray[np.int64]  # one row per sample
+
+
+def decode_sample_frames(
+    messages: list[bytes],
+    width: int,
+    table: NDArray[np.int32],
+    frame_offsets: Index,
+    nodes: NDArray[np.int32],
+) -> SampleFrames | None:
+    """`decode_samples` and `expand_frames` in one pass (no array of location ids between):
+    each sample's frames, its locations' (location j of id i being table[i], its frames
+    nodes[frame_offsets[j] : frame_offsets[j + 1]]) laid end to end, and its values."""
+    if _C is None:
+        return None
+    decoded = _C.decode_sample_frames(
+        messages,
+        width,
+        _contiguous(table, np.int32),
+        _contiguous(frame_offsets, np.intp),
+        _contiguous(nodes, np.int32),
+    )
+    if decoded is None:
+        return None
+    offsets, frames, values = decoded
+    return SampleFrames(
+        np.frombuffer(offsets, dtype=np.intp),
+        np.frombuffer(frames, dtype=np.int32),
+        np.frombuffer(values, dtype=np.int64).reshape(len(messages), width),
+    )
+
+
 class LocationLines(NamedTuple):
     ids: NDArray[np.uint64]
     mapping_ids: NDArray[np.uint64]

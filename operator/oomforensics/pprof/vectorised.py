@@ -58,20 +58,41 @@ class _RawSamples:
 def build_vectorised(view: profile_pb2.ProfileView, original: bytes) -> Profile:
     """Decode with numpy; raises wire.Unsupported or InvalidProfile to hand over to `_build`."""
     width = len(view.sample_type)
-    sample_messages = list(view.sample)
-    decoded = kernels.decode_samples(sample_messages, width)
-    raw_samples = _RawSamples(*decoded) if decoded else _decode_samples(sample_messages, width)
     location_messages = list(view.location)
     lines = kernels.decode_locations(location_messages)
     locations = _Locations(*lines) if lines else _decode_locations(location_messages)
     header = Header(view, original)
     nodes, location_frames, pruned, pruned_beneath = _name_locations(view, header, locations)
-    samples = _sample_frames(raw_samples, locations, location_frames, pruned, pruned_beneath)
-    frame_offsets, frames = samples
-    return header.profile(
-        view,
-        Samples(nodes, frame_offsets, frames, exact_values(raw_samples.values)),
-    )
+    sample_messages = list(view.sample)
+    at_once = _frames_at_once(sample_messages, width, locations, location_frames, pruned_beneath)
+    if at_once is not None:
+        frame_offsets, frames, values = at_once
+    else:
+        decoded = kernels.decode_samples(sample_messages, width)
+        raw = _RawSamples(*decoded) if decoded else _decode_samples(sample_messages, width)
+        frame_offsets, frames = _sample_frames(
+            raw, locations, location_frames, pruned, pruned_beneath
+        )
+        values = raw.values
+    return header.profile(view, Samples(nodes, frame_offsets, frames, exact_values(values)))
+
+
+def _frames_at_once(
+    messages: list[bytes],
+    width: int,
+    locations: _Locations,
+    location_frames: tuple[Index, NDArray[np.int32]],
+    pruned_beneath: NDArray[np.bool_],
+) -> kernels.SampleFrames | None:
+    """Samples decoded straight to their frames by the C kernel, when no location is pruned
+    and locations are found by id through a table (see `_sample_frames`); else None."""
+    if not kernels.available() or pruned_beneath.any() or not locations.ids.size:
+        return None
+    table = _id_table(locations.ids)
+    if table is None:
+        return None
+    frame_offsets, nodes = location_frames
+    return kernels.decode_sample_frames(messages, width, table, frame_offsets, nodes)
 
 
 def _decode_samples(messages: list[bytes], width: int) -> _RawSamples:

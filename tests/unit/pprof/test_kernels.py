@@ -261,3 +261,17 @@ def test_a_recursive_stack_counts_once_in_cum() -> None:
     assert flat.tolist() == [5, 0, 0]
     assert cum.tolist() == [5, 5, 0]
     assert present.tolist() == [True, True, False]
+
+
+def test_samples_decode_straight_to_frames_inlined_ones_included() -> None:
+    table = np.array([-1, 0, 1], dtype=np.int32)  # ids 1 and 2: locations 0 and 1
+    frame_offsets = np.array([0, 1, 3], dtype=np.intp)  # location 1 has two frames
+    nodes = np.array([5, 6, 7], dtype=np.int32)
+    samples = [bytes([0x0A, 0x02, 0x01, 0x02, 0x10, 0x09]), bytes([0x08, 0x02, 0x10, 0x03])]
+    got = kernels.decode_sample_frames(samples, 1, table, frame_offsets, nodes)
+    assert got is not None
+    assert got.offsets.tolist() == [0, 3, 5]
+    assert got.frames.tolist() == [5, 6, 7, 6, 7]
+    assert got.values.tolist() == [[9], [3]]
+    unknown_id = [bytes([0x08, 0x03, 0x10, 0x01])]
+    assert kernels.decode_sample_frames(unknown_id, 1, table, frame_offsets, nodes) is None
