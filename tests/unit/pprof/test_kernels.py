@@ -44,7 +44,7 @@ def numpy_only() -> Iterator[None]:
 
 def test_the_development_install_builds_the_kernels() -> None:
     # `make setup` installs with a C compiler: a build that silently fell back to numpy (the
-    # extension is optional for users without one) would leave the CLI three times slower.
+    # extension is optional for users without one) would leave the CLI nearly twice as slow.
     assert os.environ.get("OOMF_KERNELS", "1") == "0" or kernels.available()
 
 
