@@ -131,7 +131,7 @@ def copy_into_image(sources: list[str], target: Path, into_folder: bool) -> None
                 origin,
                 target,
                 dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),  # .dockerignore
             )
         elif into_folder or len(sources) > 1:
             target.mkdir(parents=True, exist_ok=True)
