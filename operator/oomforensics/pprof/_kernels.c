@@ -1,8 +1,9 @@
 /* The decoder's inner loops in C: optional, numpy does the same work when this is not built.
 
-Each function does what one step of vectorised.py / model.py does with numpy, on the same
-inputs, and gives byte-for-byte the same arrays (tests/unit/pprof/test_kernels.py compares
-them on every profile of the shared corpus and on generated ones). Like wire.py, it accepts
+Each function does what one step of vectorised.py, model.py or stacks.py does with numpy, on
+the same inputs, and gives the same arrays (the function table stays int64 where numpy adds a
+deep stack in Python ints; tests/unit/pprof/test_kernels.py compares them on every profile of
+the shared corpus and on generated and corrupt ones). Like wire.py, it accepts
 only the encodings it can prove upb decodes the same way: one-byte tags of the expected wire
 type, lengths of at most 4 bytes inside their message, varints of at most 10 bytes. For
 anything else it returns None and the caller takes the numpy path, which decides (and gives
@@ -35,7 +36,7 @@ static int buffer_reserve(Buffer *b, size_t extra) {
     }
     char *data = realloc(b->data, capacity);
     if (data == NULL) {
-        return -1;  /* no Python error set: this also runs without the GIL */
+        return -1;
     }
     b->data = data;
     b->capacity = capacity;
@@ -182,6 +183,27 @@ static int view_of(PyObject *object, Py_buffer *view, Py_ssize_t itemsize, const
         return -1;
     }
     return 0;
+}
+
+/* Views of all `count` objects (views[i] of objects[i], items of itemsizes[i] bytes), or of
+   none, with the error set. */
+static int views_of(int count, Py_buffer **views, PyObject **objects,
+                    const Py_ssize_t *itemsizes, const char **names) {
+    for (int i = 0; i < count; i++) {
+        if (view_of(objects[i], views[i], itemsizes[i], names[i]) < 0) {
+            while (i-- > 0) {
+                PyBuffer_Release(views[i]);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void release_views(int count, Py_buffer **views) {
+    for (int i = 0; i < count; i++) {
+        PyBuffer_Release(views[i]);
+    }
 }
 
 /* ---- samples ---- */
@@ -389,10 +411,10 @@ static PyObject *decode_samples(PyObject *self, PyObject *args) {
 PyDoc_STRVAR(decode_sample_frames_doc,
 "decode_sample_frames(messages, width, table, frame_offsets, nodes) -> (offsets, frames,\n"
 "values) or None\n\n"
-"decode_samples and expand_frames in one pass: each sample's location ids, looked up in\n"
-"`table` (int32 by id, -1 where none) as they are read, become that location's frames\n"
-"(nodes[frame_offsets[j] .. frame_offsets[j + 1] - 1], int32). Returns intp offsets, int32\n"
-"frames and uint64 values as bytearrays; None where either would.");
+"decode_samples, with each location id made its location's frames as it is read: location\n"
+"j = table[id] (int32, -1 where none) has the frames nodes[frame_offsets[j] ..\n"
+"frame_offsets[j + 1] - 1] (int32). Returns intp offsets, int32 frames and uint64 values as\n"
+"bytearrays; None where decode_samples would, or when an id names no location.");
 
 static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
     PyObject *list, *table_object, *frame_offsets_object, *nodes_object;
@@ -418,16 +440,10 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
         }
     }
     Py_buffer table, frame_offsets, nodes;
-    if (view_of(table_object, &table, 4, "table") < 0) {
-        return NULL;
-    }
-    if (view_of(frame_offsets_object, &frame_offsets, sizeof(Py_ssize_t), "frame_offsets") < 0) {
-        PyBuffer_Release(&table);
-        return NULL;
-    }
-    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
-        PyBuffer_Release(&table);
-        PyBuffer_Release(&frame_offsets);
+    Py_buffer *views[] = {&table, &frame_offsets, &nodes};
+    if (views_of(3, views, (PyObject *[]){table_object, frame_offsets_object, nodes_object},
+                 (const Py_ssize_t[]){4, sizeof(Py_ssize_t), 4},
+                 (const char *[]){"table", "frame_offsets", "nodes"}) < 0) {
         return NULL;
     }
     Py_ssize_t table_size = table.len / 4;
@@ -519,9 +535,7 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
     }
     free(out.ids64);
     free(direct);
-    PyBuffer_Release(&table);
-    PyBuffer_Release(&frame_offsets);
-    PyBuffer_Release(&nodes);
+    release_views(3, views);
     if (status == 0 && PyByteArray_Resize(frames, written * 4) < 0) {
         status = -1;
     }
@@ -627,126 +641,6 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
 }
 
-/* ---- sample frames ---- */
-
-PyDoc_STRVAR(expand_frames_doc,
-"expand_frames(ids, wide, offsets, table, frame_offsets, nodes) -> (offsets, frames) or None\n\n"
-"Each sample's frames: for each of its location ids (uint64 if `wide`, else uint32; sample\n"
-"i's are offsets[i] .. offsets[i + 1] - 1), the location's position by id in `table`\n"
-"(int32, -1 where none) and that location's frames (nodes[frame_offsets[j] ..\n"
-"frame_offsets[j + 1] - 1], int32), laid end to end. Returns (intp offsets, int32 frames) as\n"
-"bytearrays, or None when an id names no location.");
-
-static PyObject *expand_frames(PyObject *self, PyObject *args) {
-    PyObject *ids_object, *offsets_object, *table_object, *frame_offsets_object, *nodes_object;
-    int wide;
-    if (!PyArg_ParseTuple(args, "OpOOOO", &ids_object, &wide, &offsets_object, &table_object,
-                          &frame_offsets_object, &nodes_object)) {
-        return NULL;
-    }
-    Py_buffer ids, offsets, table, frame_offsets, nodes;
-    if (view_of(ids_object, &ids, wide ? 8 : 4, "ids") < 0) {
-        return NULL;
-    }
-    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
-        PyBuffer_Release(&ids);
-        return NULL;
-    }
-    if (view_of(table_object, &table, 4, "table") < 0) {
-        PyBuffer_Release(&ids);
-        PyBuffer_Release(&offsets);
-        return NULL;
-    }
-    if (view_of(frame_offsets_object, &frame_offsets, sizeof(Py_ssize_t), "frame_offsets") < 0) {
-        PyBuffer_Release(&ids);
-        PyBuffer_Release(&offsets);
-        PyBuffer_Release(&table);
-        return NULL;
-    }
-    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
-        PyBuffer_Release(&ids);
-        PyBuffer_Release(&offsets);
-        PyBuffer_Release(&table);
-        PyBuffer_Release(&frame_offsets);
-        return NULL;
-    }
-    Py_ssize_t id_count = ids.len / ids.itemsize;
-    Py_ssize_t sample_count = offsets.len / offsets.itemsize - 1;
-    Py_ssize_t table_size = table.len / table.itemsize;
-    Py_ssize_t location_count = frame_offsets.len / frame_offsets.itemsize - 1;
-    Py_ssize_t node_count = nodes.len / nodes.itemsize;
-    const Py_ssize_t *sample_starts = offsets.buf;
-    const int32_t *positions = table.buf;
-    const Py_ssize_t *location_starts = frame_offsets.buf;
-    const int32_t *location_nodes = nodes.buf;
-    int status = sample_count < 0 || location_count < 0 ||
-                 location_starts[location_count] > node_count ||
-                 sample_starts[sample_count] > id_count;
-    /* First each id's location (checked), and how many frames there are; then the frames. */
-    int32_t *where = status ? NULL : malloc((size_t)(id_count ? id_count : 1) * sizeof(int32_t));
-    if (status == 0 && where == NULL) {
-        status = -1;
-    }
-    Py_ssize_t frame_count = 0;
-    if (status == 0) {
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t s = 0; s < sample_count && status == 0; s++) {
-            if (sample_starts[s] < 0 || sample_starts[s + 1] < sample_starts[s]) {
-                status = 1;
-            }
-        }
-        for (Py_ssize_t k = 0; k < id_count && status == 0; k++) {
-            uint64_t id = wide ? ((const uint64_t *)ids.buf)[k] : ((const uint32_t *)ids.buf)[k];
-            int32_t at = id < (uint64_t)table_size ? positions[id] : -1;
-            if (at < 0 || at >= location_count) {
-                status = 1;
-            } else {
-                where[k] = at;
-                frame_count += location_starts[at + 1] - location_starts[at];
-            }
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyObject *starts = NULL, *frames = NULL;
-    if (status == 0) {
-        starts = PyByteArray_FromStringAndSize(NULL, (sample_count + 1) * sizeof(Py_ssize_t));
-        frames = PyByteArray_FromStringAndSize(NULL, frame_count * sizeof(int32_t));
-        status = (starts && frames) ? 0 : -1;
-    }
-    if (status == 0) {
-        Py_ssize_t *out_starts = (Py_ssize_t *)PyByteArray_AS_STRING(starts);
-        int32_t *out = (int32_t *)PyByteArray_AS_STRING(frames);
-        Py_BEGIN_ALLOW_THREADS
-        Py_ssize_t written = 0;
-        out_starts[0] = 0;
-        for (Py_ssize_t s = 0; s < sample_count; s++) {
-            for (Py_ssize_t k = sample_starts[s]; k < sample_starts[s + 1]; k++) {
-                Py_ssize_t first = location_starts[where[k]], last = location_starts[where[k] + 1];
-                for (Py_ssize_t f = first; f < last; f++) {
-                    out[written++] = location_nodes[f];
-                }
-            }
-            out_starts[s + 1] = written;
-        }
-        Py_END_ALLOW_THREADS
-    }
-    free(where);
-    PyBuffer_Release(&ids);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&table);
-    PyBuffer_Release(&frame_offsets);
-    PyBuffer_Release(&nodes);
-    if (status != 0) {
-        Py_XDECREF(starts);
-        Py_XDECREF(frames);
-        if (status < 0) {
-            return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-        }
-        Py_RETURN_NONE;
-    }
-    return Py_BuildValue("(NN)", starts, frames);
-}
-
 /* ---- pprof's function table ---- */
 
 PyDoc_STRVAR(function_table_doc,
@@ -767,16 +661,10 @@ static PyObject *function_table(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer offsets, frames, column;
-    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
-        return NULL;
-    }
-    if (view_of(frames_object, &frames, 4, "frames") < 0) {
-        PyBuffer_Release(&offsets);
-        return NULL;
-    }
-    if (view_of(column_object, &column, 8, "column") < 0) {
-        PyBuffer_Release(&offsets);
-        PyBuffer_Release(&frames);
+    Py_buffer *views[] = {&offsets, &frames, &column};
+    if (views_of(3, views, (PyObject *[]){offsets_object, frames_object, column_object},
+                 (const Py_ssize_t[]){sizeof(Py_ssize_t), 4, 8},
+                 (const char *[]){"offsets", "frames", "column"}) < 0) {
         return NULL;
     }
     Py_ssize_t sample_count = offsets.len / offsets.itemsize - 1;
@@ -828,9 +716,7 @@ static PyObject *function_table(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
     free(seen);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&frames);
-    PyBuffer_Release(&column);
+    release_views(3, views);
     if (status != 0) {
         Py_XDECREF(flat);
         Py_XDECREF(cum);
@@ -856,11 +742,10 @@ static PyObject *translate(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer table, nodes;
-    if (view_of(table_object, &table, 4, "table") < 0) {
-        return NULL;
-    }
-    if (view_of(nodes_object, &nodes, 4, "nodes") < 0) {
-        PyBuffer_Release(&table);
+    Py_buffer *views[] = {&table, &nodes};
+    if (views_of(2, views, (PyObject *[]){table_object, nodes_object},
+                 (const Py_ssize_t[]){4, 4},
+                 (const char *[]){"table", "nodes"}) < 0) {
         return NULL;
     }
     Py_ssize_t size = table.len / 4, count = nodes.len / 4;
@@ -881,8 +766,7 @@ static PyObject *translate(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&table);
-    PyBuffer_Release(&nodes);
+    release_views(2, views);
     if (status != 0) {
         Py_XDECREF(out);
         if (status < 0) {
@@ -907,16 +791,10 @@ static PyObject *stack_hashes(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer offsets, frames, multipliers;
-    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
-        return NULL;
-    }
-    if (view_of(frames_object, &frames, 4, "frames") < 0) {
-        PyBuffer_Release(&offsets);
-        return NULL;
-    }
-    if (view_of(multipliers_object, &multipliers, 8, "multipliers") < 0) {
-        PyBuffer_Release(&offsets);
-        PyBuffer_Release(&frames);
+    Py_buffer *views[] = {&offsets, &frames, &multipliers};
+    if (views_of(3, views, (PyObject *[]){offsets_object, frames_object, multipliers_object},
+                 (const Py_ssize_t[]){sizeof(Py_ssize_t), 4, 8},
+                 (const char *[]){"offsets", "frames", "multipliers"}) < 0) {
         return NULL;
     }
     Py_ssize_t count = offsets.len / offsets.itemsize - 1;
@@ -947,9 +825,7 @@ static PyObject *stack_hashes(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&frames);
-    PyBuffer_Release(&multipliers);
+    release_views(3, views);
     if (status != 0) {
         Py_XDECREF(out);
         if (status < 0) {
@@ -971,17 +847,10 @@ static PyObject *same_stacks(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer offsets, frames, representative;
-    if (view_of(offsets_object, &offsets, sizeof(Py_ssize_t), "offsets") < 0) {
-        return NULL;
-    }
-    if (view_of(frames_object, &frames, 4, "frames") < 0) {
-        PyBuffer_Release(&offsets);
-        return NULL;
-    }
-    if (view_of(representative_object, &representative, sizeof(Py_ssize_t), "representative") <
-        0) {
-        PyBuffer_Release(&offsets);
-        PyBuffer_Release(&frames);
+    Py_buffer *views[] = {&offsets, &frames, &representative};
+    if (views_of(3, views, (PyObject *[]){offsets_object, frames_object, representative_object},
+                 (const Py_ssize_t[]){sizeof(Py_ssize_t), 4, sizeof(Py_ssize_t)},
+                 (const char *[]){"offsets", "frames", "representative"}) < 0) {
         return NULL;
     }
     Py_ssize_t count = offsets.len / offsets.itemsize - 1;
@@ -1006,9 +875,7 @@ static PyObject *same_stacks(PyObject *self, PyObject *args) {
                memcmp(nodes + starts[i], nodes + starts[j], (size_t)length * 4) == 0;
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&frames);
-    PyBuffer_Release(&representative);
+    release_views(3, views);
     return PyBool_FromLong(same);
 }
 
@@ -1016,7 +883,6 @@ static PyMethodDef methods[] = {
     {"decode_samples", decode_samples, METH_VARARGS, decode_samples_doc},
     {"decode_sample_frames", decode_sample_frames, METH_VARARGS, decode_sample_frames_doc},
     {"decode_locations", decode_locations, METH_VARARGS, decode_locations_doc},
-    {"expand_frames", expand_frames, METH_VARARGS, expand_frames_doc},
     {"function_table", function_table, METH_VARARGS, function_table_doc},
     {"translate", translate, METH_VARARGS, translate_doc},
     {"stack_hashes", stack_hashes, METH_VARARGS, stack_hashes_doc},

@@ -74,9 +74,10 @@ def decode_sample_frames(
     frame_offsets: Index,
     nodes: NDArray[np.int32],
 ) -> SampleFrames | None:
-    """`decode_samples` and `expand_frames` in one pass (no array of location ids between):
-    each sample's frames, its locations' (location j of id i being table[i], its frames
-    nodes[frame_offsets[j] : frame_offsets[j + 1]]) laid end to end, and its values."""
+    """`decode_samples` with each location id made its location's frames as it is read (no
+    array of ids between): each sample's frames, its locations' (location j of id i being
+    table[i], its frames nodes[frame_offsets[j] : frame_offsets[j + 1]]) laid end to end, and
+    its values."""
     if _C is None:
         return None
     decoded = _C.decode_sample_frames(
@@ -117,32 +118,6 @@ def decode_locations(messages: list[bytes]) -> LocationLines | None:
         np.frombuffer(offsets, dtype=np.intp),
         np.frombuffer(functions, dtype=np.uint64),
     )
-
-
-def expand_frames(
-    ids: NDArray[np.uint64] | NDArray[np.uint32],
-    offsets: Index,
-    table: NDArray[np.int32],
-    frame_offsets: Index,
-    nodes: NDArray[np.int32],
-) -> tuple[Index, NDArray[np.int32]] | None:
-    """Each sample's frames (offsets, nodes): its locations' frames laid end to end, the
-    location of an id being table[id]; None if an id names no location."""
-    if _C is None:
-        return None
-    wide = ids.dtype == np.uint64
-    expanded = _C.expand_frames(
-        _contiguous(ids, np.uint64 if wide else np.uint32),
-        wide,
-        _contiguous(offsets, np.intp),
-        _contiguous(table, np.int32),
-        _contiguous(frame_offsets, np.intp),
-        _contiguous(nodes, np.int32),
-    )
-    if expanded is None:
-        return None
-    starts, frames = expanded
-    return np.frombuffer(starts, dtype=np.intp), np.frombuffer(frames, dtype=np.int32)
 
 
 def function_table(

@@ -343,10 +343,6 @@ def _sample_frames(
     offsets = raw.offsets
     table = _id_table(locations.ids) if locations.ids.size and ids.size else None
     if table is not None and not pruned_beneath.any():
-        if not (size == 1).all():
-            expanded = kernels.expand_frames(ids, offsets, table, frame_offsets, nodes)
-            if expanded is not None:
-                return expanded
         # Usually: from each location id straight to its leaf and its frame count, through
         # tables by id (one pass over the samples' ids fewer than through positions).
         ids = _within(ids, table)

@@ -231,19 +231,6 @@ def test_64_bit_location_ids_come_back_wide() -> None:
     assert got.offsets.tolist() == [0, 1, 2]
 
 
-def test_a_missing_location_is_left_to_numpy() -> None:
-    table = np.array([-1, 0], dtype=np.int32)  # id 1 is location 0; id 2 is none
-    frame_offsets = np.array([0, 2], dtype=np.intp)
-    nodes = np.array([7, 8], dtype=np.int32)
-    offsets = np.array([0, 1], dtype=np.intp)
-    ok = kernels.expand_frames(np.array([1], np.uint32), offsets, table, frame_offsets, nodes)
-    assert ok is not None
-    assert ok[0].tolist() == [0, 2]
-    assert ok[1].tolist() == [7, 8]
-    missing = np.array([2], np.uint32)
-    assert kernels.expand_frames(missing, offsets, table, frame_offsets, nodes) is None
-
-
 def test_python_int_values_are_left_to_numpy() -> None:
     column = np.array([2**62, 2**62], dtype=object)
     offsets = np.array([0, 1, 2], dtype=np.intp)
