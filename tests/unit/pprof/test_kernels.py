@@ -27,7 +27,13 @@ from oomforensics.pprof.profile import parse_profile
 from oomforensics.pprof.stacks import _multipliers, index_stacks
 from oomforensics.pprof.vectorised import _decode_locations, _decode_samples
 from tests.support.gopprof import corpus, corpus_available
-from tests.unit.pprof.test_vectorised_decoding import build, drops, reencode, samples
+from tests.unit.pprof.test_vectorised_decoding import (
+    build,
+    corrupt_profiles,
+    drops,
+    reencode,
+    samples,
+)
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels are not built")
 
@@ -168,17 +174,9 @@ def test_any_field_layout_decodes_the_same_with_the_kernels(sample_list, drop, s
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    sample_list=samples.filter(bool),
-    seed=st.integers(0, 2**32),
-    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=4),
-    cut=st.floats(0, 1),
-)
-def test_corrupt_bytes_decode_the_same_with_the_kernels(sample_list, seed, edits, cut):
-    raw = bytearray(reencode(build(sample_list), random.Random(seed)))
-    for where, byte in edits:
-        raw[int(where * len(raw))] = byte
-    fast, plain = both(bytes(raw[: max(1, int(cut * len(raw)))]))
+@given(data=corrupt_profiles())
+def test_corrupt_bytes_decode_the_same_with_the_kernels(data):
+    fast, plain = both(data)
     assert_same_profile(fast, plain)
 
 
