@@ -332,6 +332,12 @@ static int decode_sample(const uint8_t *p, const uint8_t *end, SampleOut *out) {
     return out->value_count == out->width ? 0 : 1;
 }
 
+/* Whether `count` samples of `width` values each can be in `total` bytes (a value takes at
+   least one): else the profile is not valid, and no room is made for the values. */
+static int values_fit(Py_ssize_t count, Py_ssize_t width, size_t total) {
+    return width == 0 || (size_t)count <= total / (size_t)width;
+}
+
 PyDoc_STRVAR(decode_samples_doc,
 "decode_samples(messages, width) -> (ids, wide, offsets, values) or None\n\n"
 "The location ids of every sample (uint64 if `wide`, else uint32), where each sample's ids\n"
@@ -358,6 +364,9 @@ static PyObject *decode_samples(PyObject *self, PyObject *args) {
             return NULL;
         }
         total += (size_t)PyBytes_GET_SIZE(item);
+    }
+    if (!values_fit(count, width, total)) {
+        Py_RETURN_NONE;
     }
     PyObject *values = PyByteArray_FromStringAndSize(NULL, count * width * 8);
     PyObject *offsets = PyByteArray_FromStringAndSize(NULL, (count + 1) * sizeof(Py_ssize_t));
@@ -438,6 +447,9 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
         if (PyBytes_GET_SIZE(item) > longest) {
             longest = PyBytes_GET_SIZE(item);
         }
+    }
+    if (!values_fit(count, width, (size_t)total)) {
+        Py_RETURN_NONE;
     }
     Py_buffer table, frame_offsets, nodes;
     Py_buffer *views[] = {&table, &frame_offsets, &nodes};

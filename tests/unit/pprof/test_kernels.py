@@ -260,3 +260,13 @@ def test_samples_decode_straight_to_frames_inlined_ones_included() -> None:
     assert got.values.tolist() == [[9], [3]]
     unknown_id = [bytes([0x08, 0x03, 0x10, 0x01])]
     assert kernels.decode_sample_frames(unknown_id, 1, table, frame_offsets, nodes) is None
+
+
+def test_more_sample_types_than_the_samples_have_bytes_for_is_left_to_numpy() -> None:
+    # 2 samples of 4 bytes cannot hold 10**12 values each: no room is made for them.
+    samples = [bytes([0x08, 0x01, 0x10, 0x05])] * 2
+    assert kernels.decode_samples(samples, 10**12) is None
+    table, offsets, nodes = (
+        np.array(a, dtype=t) for a, t in (([-1, 0], np.int32), ([0, 1], np.intp), ([3], np.int32))
+    )
+    assert kernels.decode_sample_frames(samples, 10**12, table, offsets, nodes) is None
