@@ -30,6 +30,11 @@ python_env() {
     export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+    # The decoder's C kernels are optional for users; the tests want them (they compare them
+    # with numpy), so a missing compiler is said here rather than found by a failing test.
+    if ! "$VENV/bin/python" -c 'import oomforensics.pprof._kernels' 2>/dev/null; then
+        die "the C kernels (operator/oomforensics/pprof/_kernels.c) were not built: install a C compiler (Debian: gcc) and run make setup again"
+    fi
     echo "$want" > "$stamp"
 }
 
