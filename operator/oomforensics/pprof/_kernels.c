@@ -653,6 +653,168 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
 }
 
+/* ---- the profile's top level ---- */
+
+/* The wire type each field number of Profile (1 .. 15) has; -1 for none. Field 13, comment,
+   a repeated int64, may also come packed. */
+static const int PROFILE_WIRE[16] = {-1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0};
+
+/* The varint fields of a small message (ValueType, Mapping, Function: varints only), last
+   occurrence of each kept in values[number] for numbers 1 .. fields; 0 if not valid. */
+static int small_message(const uint8_t *p, const uint8_t *end, int fields, uint64_t *values) {
+    for (int n = 0; n <= fields; n++) {
+        values[n] = 0;
+    }
+    while (p < end) {
+        uint8_t tag = *p++;
+        int number = tag >> 3;
+        if (tag >= 0x80 || (tag & 7) != VARINT || number < 1 || number > fields) {
+            return 0;
+        }
+        int length = read_varint(p, end, &values[number]);
+        if (length == 0) {
+            return 0;
+        }
+        p += length;
+    }
+    return 1;
+}
+
+static int append_new(PyObject *list, PyObject *item) {
+    if (item == NULL) {
+        return -1;
+    }
+    int status = PyList_Append(list, item);
+    Py_DECREF(item);
+    return status;
+}
+
+PyDoc_STRVAR(split_profile_doc,
+"split_profile(data) -> tuple or None\n\n"
+"The top level of an encoded Profile, as ProfileView gives it: (sample_types [(type, unit)],\n"
+"samples [bytes], mappings [(id, filename)], locations [bytes], functions [(id, name,\n"
+"system_name)], strings [bytes], (drop_frames, keep_frames, time_nanos, duration_nanos,\n"
+"period, default_sample_type), period_type (type, unit) or None, comments [int]). None for\n"
+"what upb should decide: an unknown field, another wire type, period_type given twice,\n"
+"data that is not valid.");
+
+static PyObject *split_profile(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) {
+        return NULL;
+    }
+    PyObject *lists[6] = {NULL}, *comments = NULL, *period_type = NULL;
+    int status = 0;
+    for (int k = 0; k < 6 && status == 0; k++) {
+        lists[k] = PyList_New(0);
+        status = lists[k] ? 0 : -1;
+    }
+    comments = status == 0 ? PyList_New(0) : NULL;
+    if (status == 0 && comments == NULL) {
+        status = -1;
+    }
+    PyObject *sample_types = lists[0], *samples = lists[1], *mappings = lists[2];
+    PyObject *locations = lists[3], *functions = lists[4], *strings = lists[5];
+    int64_t scalars[16] = {0};
+    const uint8_t *p = data.buf, *end = p + data.len;
+    while (p < end && status == 0) {
+        uint8_t tag = *p++;
+        int number = tag >> 3, wire = tag & 7;
+        if (tag >= 0x80 || number < 1 || number > 15 ||
+            (wire != PROFILE_WIRE[number] && !(number == 13 && wire == LENGTH_DELIMITED))) {
+            status = 1;
+            break;
+        }
+        uint64_t value;
+        int length = read_varint(p, end, &value);
+        if (length == 0) {
+            status = 1;
+            break;
+        }
+        p += length;
+        if (wire == VARINT) {
+            if (number == 13) {
+                status = append_new(comments, PyLong_FromLongLong((int64_t)value));
+            } else {
+                scalars[number] = (int64_t)value;
+            }
+            continue;
+        }
+        if (value > (uint64_t)(end - p)) {
+            status = 1;
+            break;
+        }
+        const uint8_t *start = p, *stop = p + value;
+        p = stop;
+        uint64_t fields[11];
+        switch (number) {
+        case 1:   /* sample_type */
+        case 11:  /* period_type */
+            if (!small_message(start, stop, 2, fields) || (number == 11 && period_type)) {
+                status = 1;
+            } else if (number == 1) {
+                status = append_new(sample_types, Py_BuildValue("(LL)", (long long)fields[1],
+                                                                (long long)fields[2]));
+            } else {
+                period_type = Py_BuildValue("(LL)", (long long)fields[1], (long long)fields[2]);
+                status = period_type ? 0 : -1;
+            }
+            break;
+        case 3:  /* mapping */
+            status = small_message(start, stop, 10, fields)
+                         ? append_new(mappings, Py_BuildValue("(KL)",
+                                                              (unsigned long long)fields[1],
+                                                              (long long)fields[5]))
+                         : 1;
+            break;
+        case 5:  /* function */
+            status = small_message(start, stop, 5, fields)
+                         ? append_new(functions,
+                                      Py_BuildValue("(KLL)", (unsigned long long)fields[1],
+                                                    (long long)fields[2], (long long)fields[3]))
+                         : 1;
+            break;
+        case 13:  /* comment, packed */
+            while (start < stop && status == 0) {
+                int size = read_varint(start, stop, &value);
+                if (size == 0) {
+                    status = 1;
+                } else {
+                    start += size;
+                    status = append_new(comments, PyLong_FromLongLong((int64_t)value));
+                }
+            }
+            break;
+        default: {  /* 2 sample, 4 location, 6 string_table: the bytes themselves */
+            PyObject *list = number == 2 ? samples : number == 4 ? locations : strings;
+            status = append_new(list, PyBytes_FromStringAndSize((const char *)start,
+                                                                stop - start));
+        }
+        }
+    }
+    PyBuffer_Release(&data);
+    PyObject *result = NULL;
+    if (status == 0) {
+        if (period_type == NULL) {
+            period_type = Py_NewRef(Py_None);
+        }
+        result = Py_BuildValue("(OOOOOO(LLLLLL)OO)", sample_types, samples, mappings,
+                               locations, functions, strings, (long long)scalars[7],
+                               (long long)scalars[8], (long long)scalars[9],
+                               (long long)scalars[10], (long long)scalars[12],
+                               (long long)scalars[14], period_type, comments);
+    }
+    for (int k = 0; k < 6; k++) {
+        Py_XDECREF(lists[k]);
+    }
+    Py_XDECREF(comments);
+    Py_XDECREF(period_type);
+    if (result != NULL || status < 0) {
+        return result;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- pprof's function table ---- */
 
 PyDoc_STRVAR(function_table_doc,
@@ -895,6 +1057,7 @@ static PyMethodDef methods[] = {
     {"decode_samples", decode_samples, METH_VARARGS, decode_samples_doc},
     {"decode_sample_frames", decode_sample_frames, METH_VARARGS, decode_sample_frames_doc},
     {"decode_locations", decode_locations, METH_VARARGS, decode_locations_doc},
+    {"split_profile", split_profile, METH_VARARGS, split_profile_doc},
     {"function_table", function_table, METH_VARARGS, function_table_doc},
     {"translate", translate, METH_VARARGS, translate_doc},
     {"stack_hashes", stack_hashes, METH_VARARGS, stack_hashes_doc},

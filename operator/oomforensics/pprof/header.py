@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from oomforensics.pprof import profile_pb2
 from oomforensics.pprof.errors import InvalidProfile
+from oomforensics.pprof.fields import FunctionFields, ProfileFields
 from oomforensics.pprof.model import Profile, Samples, SampleType
 from oomforensics.pprof.names import pprof_name
 
@@ -23,7 +23,7 @@ def describe(data: bytes) -> str:
 class Header:
     """What both decoders read the same way: strings, sample types, mappings, metadata."""
 
-    def __init__(self, msg: profile_pb2.ProfileView, original: bytes) -> None:
+    def __init__(self, msg: ProfileFields, original: bytes) -> None:
         # The string table is read as bytes: Go's decoder (pprof's) does not check UTF-8, and
         # upb would refuse the whole profile for one bad name. Invalid bytes become lone
         # surrogates, which print back as the same bytes (surrogateescape), as pprof prints.
@@ -51,7 +51,7 @@ class Header:
             raise InvalidProfile(f"{what} refers to string {index}, beyond the string table")
         return self.strings[index]
 
-    def function_name(self, fn: profile_pb2.Function) -> str:
+    def function_name(self, fn: FunctionFields) -> str:
         """The function's name as pprof prints it (see `names`); "" when it has none."""
         name = self.text(fn.name, "function")
         system_name = self.text(fn.system_name, "function")
@@ -60,7 +60,7 @@ class Header:
             self._full_names.setdefault(shown, system_name)
         return shown
 
-    def profile(self, msg: profile_pb2.ProfileView, samples: Samples) -> Profile:
+    def profile(self, msg: ProfileFields, samples: Samples) -> Profile:
         text = self.text
         period_type = (
             SampleType(

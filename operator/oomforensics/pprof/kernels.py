@@ -15,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from oomforensics.pprof.fields import FunctionParts, MappingParts, ProfileParts, ValueTypeParts
+
 Index = NDArray[np.intp]
 
 
@@ -178,6 +180,34 @@ def same_stacks(offsets: Index, frames: NDArray[np.int32], representative: Index
         _contiguous(representative, np.intp),
     )
     return same
+
+
+def split_profile(raw: bytes) -> ProfileParts | None:
+    """The top level of an encoded (not gzipped) profile, without protobuf; None for what
+    upb should decide (an unknown field, period_type twice, data that is not valid)."""
+    if _C is None:
+        return None
+    split = _C.split_profile(raw)
+    if split is None:
+        return None
+    types, samples, mappings, locations, functions, strings, scalars, period, comments = split
+    drop, keep, time_nanos, duration_nanos, period_value, default = scalars
+    return ProfileParts(
+        sample_type=[ValueTypeParts(*t) for t in types],
+        sample=samples,
+        mapping=[MappingParts(*m) for m in mappings],
+        location=locations,
+        function=[FunctionParts(*f) for f in functions],
+        string_table=strings,
+        drop_frames=drop,
+        keep_frames=keep,
+        time_nanos=time_nanos,
+        duration_nanos=duration_nanos,
+        period=period_value,
+        default_sample_type=default,
+        given_period_type=None if period is None else ValueTypeParts(*period),
+        comment=comments,
+    )
 
 
 def _contiguous(array: NDArray[np.generic], dtype: type[np.generic]) -> NDArray[np.generic]:

@@ -6,19 +6,18 @@ discard: frames are named exactly as `go tool pprof` names its nodes, inlined fr
 expanded, and the profile's own drop_frames/keep_frames pruning is applied as pprof applies it
 (pruning.py).
 
-Decoding reads samples and locations as raw bytes (`ProfileView`) and decodes their varints
-for all samples at once (vectorised.py, wire.py); a profile that uses an encoding the
-vectorised decoder does not handle, or that is invalid, is decoded the ordinary way, one
-message at a time (careful.py), which gives the same model or the same error. This module
+Decoding splits the profile's top level with the C kernels (kernels.split_profile, else upb's
+`ProfileView`), reads samples and locations as raw bytes and decodes their varints for all
+samples at once (vectorised.py: the C kernels, else numpy through wire.py); a profile that uses
+an encoding the vectorised decoder does not handle, or that is invalid, is decoded the
+ordinary way, one message at a time (careful.py), which gives the same model or the same
+error. This module
 also re-exports the model's names (and stacks.py's), which callers import from here.
 """
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
-from oomforensics.pprof import profile_pb2, wire
-from oomforensics.pprof.careful import build_careful
+from oomforensics.pprof import kernels, wire
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED, gunzip_bounded, is_gzip
 from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge
 from oomforensics.pprof.header import describe
@@ -52,6 +51,28 @@ def parse_profile(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> Pro
         raw = data
     if not raw:
         raise InvalidProfile("empty profile")
+    parts = kernels.split_profile(raw)
+    if parts is not None:
+        try:
+            return build_vectorised(parts, data)
+        except _HANDED_OVER:
+            pass  # upb's view, and the decoders below, decide
+    return _decoded_with_upb(raw, data)
+
+
+# Whatever trips the vectorised decoder (a profile is untrusted input) gets the careful one.
+_HANDED_OVER = (wire.Unsupported, InvalidProfile, IndexError, ValueError, OverflowError)
+
+
+def _decoded_with_upb(raw: bytes, data: bytes) -> Profile:
+    """Through upb's ProfileView: vectorised, else message by message (careful.py), which
+    gives the same profile or the exact error. Imported here: protobuf takes 20 ms to import,
+    and the C kernels split most profiles without it."""
+    from google.protobuf.message import DecodeError
+
+    from oomforensics.pprof import profile_pb2
+    from oomforensics.pprof.careful import build_careful
+
     view = profile_pb2.ProfileView()
     try:
         view.ParseFromString(raw)
@@ -59,8 +80,6 @@ def parse_profile(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> Pro
         raise InvalidProfile(f"not a pprof profile ({describe(data)})") from None
     try:
         return build_vectorised(view, data)
-    except (wire.Unsupported, InvalidProfile, IndexError, ValueError, OverflowError):
-        # Decode message by message instead: the same profile, or the exact error. (A profile
-        # is untrusted input: whatever trips the vectorised decoder gets the careful one.)
+    except _HANDED_OVER:
         pass
     return build_careful(view, data)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from oomforensics.pprof import kernels, profile_pb2, wire
+from oomforensics.pprof import kernels, wire
 from oomforensics.pprof.arrays import (
     all_distinct,
     exact_values,
@@ -22,6 +22,7 @@ from oomforensics.pprof.arrays import (
     segment_ids,
     unique_inverse,
 )
+from oomforensics.pprof.fields import ProfileFields
 from oomforensics.pprof.header import Header
 from oomforensics.pprof.model import Index, Profile, Samples
 from oomforensics.pprof.pruning import compile_pattern, prune_samples, prunes, unnamed
@@ -55,7 +56,7 @@ class _RawSamples:
     values: NDArray[np.int64]
 
 
-def build_vectorised(view: profile_pb2.ProfileView, original: bytes) -> Profile:
+def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
     """Decode with numpy; raises wire.Unsupported or InvalidProfile to hand over to `_build`."""
     width = len(view.sample_type)
     location_messages = list(view.location)
@@ -237,7 +238,7 @@ def _within(
 
 
 def _name_locations(
-    view: profile_pb2.ProfileView, header: Header, locations: _Locations
+    view: ProfileFields, header: Header, locations: _Locations
 ) -> tuple[list[str], tuple[Index, NDArray[np.int32]], NDArray[np.bool_], NDArray[np.bool_]]:
     """Node names, each location's frames (CSR of node ids, leaf first) after drop_frames
     trimming, and which locations pprof's Prune marks as pruned / pruned beneath."""

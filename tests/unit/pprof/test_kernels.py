@@ -13,9 +13,11 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -273,3 +275,71 @@ def test_more_sample_types_than_the_samples_have_bytes_for_is_left_to_numpy() ->
         np.array(a, dtype=t) for a, t in (([-1, 0], np.int32), ([0, 1], np.intp), ([3], np.int32))
     )
     assert kernels.decode_sample_frames(samples, 10**12, table, offsets, nodes) is None
+
+
+# --- the top level, without protobuf ----------------------------------------------------------
+
+
+def fields_of(view: object) -> dict[str, object]:
+    """What the decoders read of a profile's top level, from upb's view or the kernels'."""
+    v: Any = view
+    return {
+        "sample_type": [(t.type, t.unit) for t in v.sample_type],
+        "sample": list(v.sample),
+        "mapping": [(m.id, m.filename) for m in v.mapping],
+        "location": list(v.location),
+        "function": [(f.id, f.name, f.system_name) for f in v.function],
+        "string_table": list(v.string_table),
+        "scalars": (v.drop_frames, v.keep_frames, v.time_nanos, v.duration_nanos, v.period),
+        "default_sample_type": v.default_sample_type,
+        "period_type": (v.HasField("period_type"), v.period_type.type, v.period_type.unit),
+        "comment": list(v.comment),
+    }
+
+
+def upb_fields(raw: bytes) -> dict[str, object] | None:
+    view = profile_pb2.ProfileView()
+    try:
+        view.ParseFromString(raw)
+    except DecodeError:
+        return None
+    return fields_of(view)
+
+
+@pytest.mark.skipif(not corpus_available(), reason="no ../shared/pprof-corpus")
+def test_real_profiles_split_as_upb_reads_them() -> None:
+    for entry in CORPUS_PROFILES:
+        raw = _gunzipped(entry.path.read_bytes())
+        parts = kernels.split_profile(raw)
+        assert parts is not None, entry.name  # real writers' encodings are the kernels' to split
+        assert fields_of(parts) == upb_fields(raw), entry.name
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=corrupt_profiles())
+def test_any_bytes_split_as_upb_reads_them_or_are_left_to_upb(data: bytes) -> None:
+    parts = kernels.split_profile(data)
+    if parts is not None:
+        assert fields_of(parts) == upb_fields(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sample_list=samples, drop=drops, seed=st.integers(0, 2**32))
+def test_generated_profiles_split_as_upb_reads_them(sample_list, drop, seed) -> None:
+    builder = build(sample_list, drop)
+    builder._message.comment.extend([builder._s("a comment"), builder._s("another")])
+    raw = reencode(builder, random.Random(seed))
+    parts = kernels.split_profile(raw)
+    assert parts is not None
+    assert fields_of(parts) == upb_fields(raw)
+
+
+def test_period_type_given_twice_is_left_to_upb() -> None:
+    period = bytes([0x5A, 0x04, 0x08, 0x01, 0x10, 0x02])  # field 11: type 1, unit 2
+    assert kernels.split_profile(period) is not None
+    assert kernels.split_profile(period + period) is None  # upb merges the two
+
+
+def test_an_unknown_top_level_field_is_left_to_upb() -> None:
+    assert kernels.split_profile(bytes([0x60, 0x05])) is not None  # period = 5
+    assert kernels.split_profile(bytes([0x80, 0x01, 0x05])) is None  # field 16
