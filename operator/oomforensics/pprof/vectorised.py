@@ -1,5 +1,6 @@
-"""Decode profile.proto with numpy: samples and locations are read as raw bytes
-(`ProfileView`) and their varints decoded for all messages at once (`wire`).
+"""Decode profile.proto for all messages at once: samples and locations are read as raw bytes
+(`fields.ProfileFields`) and their varints decoded by the C kernels (kernels.py), else with
+numpy (`wire`).
 
 A profile that uses an encoding this decoder does not handle, or that is invalid, raises
 wire.Unsupported or InvalidProfile, and `parse_profile` decodes it message by message instead
@@ -57,7 +58,8 @@ class _RawSamples:
 
 
 def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
-    """Decode with numpy; raises wire.Unsupported or InvalidProfile to hand over to `_build`."""
+    """Decode all samples at once (the C kernels, else numpy); raises wire.Unsupported or
+    InvalidProfile to hand over to the careful decoder."""
     width = len(view.sample_type)
     location_messages = list(view.location)
     lines = kernels.decode_locations(location_messages)
