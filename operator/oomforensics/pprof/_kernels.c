@@ -206,6 +206,19 @@ static void release_views(int count, Py_buffer **views) {
     }
 }
 
+/* What a kernel returns: `out` when status is 0; else nothing of it, and the error (status
+   -1; memory, when none is set) or None (1: the input is for numpy or upb to decide). */
+static PyObject *outcome(int status, PyObject *out) {
+    if (status == 0) {
+        return out;
+    }
+    Py_XDECREF(out);
+    if (status < 0) {
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- samples ---- */
 
 static const uint64_t SAMPLE_FIELDS = TAG(1, VARINT) | TAG(1, LENGTH_DELIMITED) |
@@ -403,15 +416,14 @@ static PyObject *decode_samples(PyObject *self, PyObject *args) {
         status = -1;
     }
     if (status == 0) {
-        return Py_BuildValue("(NONN)", ids, out.wide ? Py_True : Py_False, offsets, values);
+        PyObject *decoded = Py_BuildValue("(NONN)", ids, out.wide ? Py_True : Py_False, offsets,
+                                          values);
+        return outcome(decoded ? 0 : -1, decoded);
     }
     Py_XDECREF(ids);
     Py_XDECREF(values);
     Py_XDECREF(offsets);
-    if (status < 0) {
-        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-    }
-    Py_RETURN_NONE;
+    return outcome(status, NULL);
 }
 
 #define NO_LOCATION (-1)
@@ -552,15 +564,13 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
         status = -1;
     }
     if (status == 0) {
-        return Py_BuildValue("(NNN)", offsets, frames, values);
+        PyObject *decoded = Py_BuildValue("(NNN)", offsets, frames, values);
+        return outcome(decoded ? 0 : -1, decoded);
     }
     Py_XDECREF(values);
     Py_XDECREF(offsets);
     Py_XDECREF(frames);
-    if (status < 0) {
-        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-    }
-    Py_RETURN_NONE;
+    return outcome(status, NULL);
 }
 
 /* ---- locations ---- */
@@ -633,24 +643,16 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
         }
         ((Py_ssize_t *)PyByteArray_AS_STRING(offsets))[i + 1] = lines;
     }
-    if (status != 0) {
-        Py_XDECREF(ids);
-        Py_XDECREF(mappings);
-        Py_XDECREF(offsets);
-        free(functions.data);
-        if (status < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+    PyObject *out_functions = status == 0 ? as_bytearray(&functions) : NULL;
+    free(functions.data);  /* as_bytearray took it, or it is given up */
+    if (status == 0 && out_functions != NULL) {
+        PyObject *decoded = Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
+        return outcome(decoded ? 0 : -1, decoded);
     }
-    PyObject *out_functions = as_bytearray(&functions);
-    if (out_functions == NULL) {
-        Py_DECREF(ids);
-        Py_DECREF(mappings);
-        Py_DECREF(offsets);
-        return NULL;
-    }
-    return Py_BuildValue("(NNNN)", ids, mappings, offsets, out_functions);
+    Py_XDECREF(ids);
+    Py_XDECREF(mappings);
+    Py_XDECREF(offsets);
+    return outcome(status == 0 ? -1 : status, NULL);
 }
 
 /* ---- the profile's top level ---- */
@@ -809,10 +811,7 @@ static PyObject *split_profile(PyObject *self, PyObject *args) {
     }
     Py_XDECREF(comments);
     Py_XDECREF(period_type);
-    if (result != NULL || status < 0) {
-        return result;
-    }
-    Py_RETURN_NONE;
+    return outcome(status == 0 && result == NULL ? -1 : status, result);
 }
 
 /* ---- pprof's function table ---- */
@@ -891,16 +890,14 @@ static PyObject *function_table(PyObject *self, PyObject *args) {
     }
     free(seen);
     release_views(3, views);
-    if (status != 0) {
-        Py_XDECREF(flat);
-        Py_XDECREF(cum);
-        Py_XDECREF(present);
-        if (status < 0) {
-            return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-        }
-        Py_RETURN_NONE;
+    if (status == 0) {
+        PyObject *table = Py_BuildValue("(NNN)", flat, cum, present);
+        return outcome(table ? 0 : -1, table);
     }
-    return Py_BuildValue("(NNN)", flat, cum, present);
+    Py_XDECREF(flat);
+    Py_XDECREF(cum);
+    Py_XDECREF(present);
+    return outcome(status, NULL);
 }
 
 /* ---- call stacks ---- */
@@ -941,16 +938,8 @@ static PyObject *translate(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
     release_views(2, views);
-    if (status != 0) {
-        Py_XDECREF(out);
-        if (status < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
-    }
-    return out;
+    return outcome(status, out);
 }
-
 
 PyDoc_STRVAR(stack_hashes_doc,
 "stack_hashes(offsets, frames, multipliers) -> hashes or None\n\n"
@@ -1000,14 +989,7 @@ static PyObject *stack_hashes(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
     }
     release_views(3, views);
-    if (status != 0) {
-        Py_XDECREF(out);
-        if (status < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
-    }
-    return out;
+    return outcome(status, out);
 }
 
 PyDoc_STRVAR(same_stacks_doc,
