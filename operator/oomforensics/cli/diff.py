@@ -132,7 +132,6 @@ def load_snapshots(paths: list[Path]) -> list[Snapshot]:
         os.waitpid(child, 0)
     last = _handed_over(shared)
     if last is None:
-        shared.close()
         last = _prepared(load_snapshot(paths[-1]))
     return [*snapshots, last]
 
@@ -175,12 +174,16 @@ def _decode_for_parent(path: Path, shared: mmap.mmap) -> NoReturn:  # pragma: no
 
 
 def _handed_over(shared: mmap.mmap) -> Snapshot | None:
+    """The child's snapshot, or None if it gave none (or what it wrote does not unpickle)."""
     at, size = int.from_bytes(shared[:8], "little"), int.from_bytes(shared[8:_HEADER], "little")
-    if not size:
+    if not size or at + size > len(shared):
         return None
-    pickled, spans = pickle.loads(shared[at : at + size])
-    view = memoryview(shared)
-    last = pickle.loads(pickled, buffers=[view[start : start + n] for start, n in spans])
+    try:
+        pickled, spans = pickle.loads(shared[at : at + size])
+        view = memoryview(shared)
+        last = pickle.loads(pickled, buffers=[view[start : start + n] for start, n in spans])
+    except Exception:  # whatever it is, the parent decodes the profile itself
+        return None
     return last if isinstance(last, Snapshot) else None
 
 

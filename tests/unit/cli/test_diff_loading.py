@@ -108,3 +108,23 @@ def test_a_snapshot_too_large_to_hand_over_is_read_here(
     together = load_snapshots(paths)
     assert read_here == paths  # the base here, then the new one again after the child
     assert [s.profile for s in together] == [load_snapshot(p).profile for p in paths]
+
+
+def test_a_garbled_hand_over_is_read_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child's pickle refers to buffers it never wrote: the parent reads the path again.
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+    monkeypatch.setattr(diff, "_decode_for_parent", garbled_hand_over)
+    force_child(monkeypatch)
+    together = load_snapshots(paths)
+    assert [s.profile for s in together] == [load_snapshot(p).profile for p in paths]
+
+
+def garbled_hand_over(path: Path, shared: object) -> None:  # pragma: no cover - in the child
+    import mmap
+    import pickle
+
+    assert isinstance(shared, mmap.mmap)
+    header = pickle.dumps((b"not a pickle", [(64, 8)]))
+    shared[64 : 64 + len(header)] = header
+    shared[:16] = (64).to_bytes(8, "little") + len(header).to_bytes(8, "little")
+    os._exit(0)
