@@ -34,35 +34,39 @@ def is_symbol(function: str) -> bool:
 
 PROFILER_PACKAGES = frozenset({"runtime/pprof", "net/http/pprof"})
 
-_APPLICATION, _RUNTIME, _PROFILER = 1, 2, 4
+# What a name is, as flags (`kinds`): a table of 10,000 names is classified once, in one pass,
+# and each classifier below is then a bit test (suspects.StackGrowth.kind_mask).
+APPLICATION, RUNTIME, PROFILER, SYMBOL = 1, 2, 4, 8
 
 
 @lru_cache(maxsize=_CACHE)
-def _kinds(function: str) -> int:
+def kinds(function: str) -> int:
     """What a name is, as flags: one cached answer per name for the classifiers below (each
     asked of ~10,000 names per snapshot; one cache lookup, not one per classifier)."""
     package = _package(function)
-    kinds = 0
-    if is_symbol(function) and (package == "main" or "." in package.split("/", 1)[0]):
-        kinds |= _APPLICATION
+    flags = 0
+    if is_symbol(function):
+        flags |= SYMBOL
+        if package == "main" or "." in package.split("/", 1)[0]:
+            flags |= APPLICATION
     if package == "runtime" or package.startswith(("runtime/", "internal/")):
-        kinds |= _RUNTIME
+        flags |= RUNTIME
     if package in PROFILER_PACKAGES:
-        kinds |= _PROFILER
-    return kinds
+        flags |= PROFILER
+    return flags
 
 
 def is_application(function: str) -> bool:
-    return bool(_kinds(function) & _APPLICATION)
+    return bool(kinds(function) & APPLICATION)
 
 
 def is_runtime(function: str) -> bool:
-    return bool(_kinds(function) & _RUNTIME)
+    return bool(kinds(function) & RUNTIME)
 
 
 def is_profiler(function: str) -> bool:
     """Frames of the profiler itself: taking a snapshot allocates, and that is not the leak."""
-    return bool(_kinds(function) & _PROFILER)
+    return bool(kinds(function) & PROFILER)
 
 
 def first_application_frame(stack: tuple[str, ...]) -> str | None:

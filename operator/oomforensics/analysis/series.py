@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from itertools import pairwise
 from statistics import median
 
+import numpy as np
+
 from oomforensics.analysis.accounting import account
 from oomforensics.analysis.connections import ConnectionState, connection_counts
 from oomforensics.analysis.frames import first_application_frame, is_application
-from oomforensics.analysis.sampling import sampling_period
+from oomforensics.analysis.sampling import SIGNIFICANCE, sampling_period
 from oomforensics.analysis.shape import Point, Shape, ShapeReport, classify
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.suspects import held_estimates
@@ -268,11 +270,13 @@ def _tracks(
     times: Sequence[float], tables: Sequence[Mapping[str, tuple[int, float]]], unit: str
 ) -> tuple[Track, ...]:
     """A track per name whose figure moved beyond noise, leaking ones first."""
-    names = set().union(*tables)
+    names = list(set().union(*tables))
+    if unit == "bytes" or len(times) < SCATTER_POINTS:  # their points keep their variances
+        names = _moved(names, tables)
     tracks = []
     for name in names:
         points = [
-            Point(t, float(table.get(name, (0, 0.0))[0]), table.get(name, (0, 0.0))[1])
+            Point(t, float(table.get(name, _NONE)[0]), table.get(name, _NONE)[1])
             for t, table in zip(times, tables, strict=True)
         ]
         if all(p.value == points[0].value for p in points):
@@ -284,6 +288,30 @@ def _tracks(
             tracks.append(Track(name, unit, report))
     tracks.sort(key=_rank)
     return tuple(tracks[:MAX_TRACKS])
+
+
+_NONE = (0, 0.0)
+
+
+def _moved(names: list[str], tables: Sequence[Mapping[str, tuple[int, float]]]) -> list[str]:
+    """The names whose figure moved beyond noise from the first point at some point: the
+    others are FLAT whatever their shape (shape.classify), and a profile has thousands of
+    them. The test is classify's own arithmetic (shape.z_between), on arrays."""
+    count = len(names)
+    values = [
+        np.fromiter((table.get(n, _NONE)[0] for n in names), np.float64, count) for table in tables
+    ]
+    variances = [
+        np.fromiter((table.get(n, _NONE)[1] for n in names), np.float64, count) for table in tables
+    ]
+    moved = np.zeros(count, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for value, variance in zip(values[1:], variances[1:], strict=True):
+            delta = value - values[0]
+            spread = variances[0] + variance
+            z = np.where(spread > 0, delta / np.sqrt(spread), np.sign(delta) * np.inf)
+            moved |= np.abs(np.nan_to_num(z, nan=0.0)) >= SIGNIFICANCE
+    return [names[i] for i in np.flatnonzero(moved).tolist()]
 
 
 def _rank(track: Track) -> tuple[bool, bool, float, float, str]:

@@ -15,17 +15,18 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from oomforensics.analysis.frames import (
+    APPLICATION,
+    PROFILER,
+    RUNTIME,
+    SYMBOL,
     first_application_frame,
-    is_application,
-    is_profiler,
-    is_runtime,
-    is_symbol,
+    kinds,
     mechanism,
 )
 from oomforensics.analysis.sampling import sample_variance
@@ -48,9 +49,21 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
     A read-only mapping from stack to growth, held as arrays: row r is the stack
     `frames[offsets[s]:offsets[s + 1]]` with s = `samples[r]` (node ids into `names`, leaf
     first), with `bytes[r]` and `objects[r]`. The mapping view builds its tuples on first use.
+    `memo` holds what is derived from `names` alone; tables of the same names (a diff's growth
+    and each profile's own) share it.
     """
 
-    __slots__ = ("_dict", "_used", "bytes", "frames", "names", "objects", "offsets", "samples")
+    __slots__ = (
+        "_dict",
+        "_used",
+        "bytes",
+        "frames",
+        "memo",
+        "names",
+        "objects",
+        "offsets",
+        "samples",
+    )
 
     def __init__(
         self,
@@ -60,8 +73,10 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
         samples: Index,
         bytes_: IntArray,
         objects: IntArray,
+        memo: dict[str, Any] | None = None,
     ) -> None:
         self.names = names
+        self.memo = {} if memo is None else memo
         self.frames = frames
         self.offsets = offsets
         self.samples = samples
@@ -143,6 +158,17 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
         mask[used] = np.fromiter(map(predicate, [names[n] for n in used]), bool, len(used))
         return mask
 
+    def kind_mask(self, flags: int, wanted: int | None = None) -> NDArray[np.bool_]:
+        """Per node: whether its name's kinds (frames.kinds), masked by `flags`, equal
+        `wanted` (by default: any of `flags` is set)."""
+        table: NDArray[np.uint8] | None = self.memo.get(_KINDS)
+        if table is None:
+            table = np.fromiter(map(kinds, self.names), np.uint8, len(self.names))
+            self.memo[_KINDS] = table
+        masked = table & np.uint8(flags)
+        mask: NDArray[np.bool_] = masked != 0 if wanted is None else masked == np.uint8(wanted)
+        return mask
+
     def first_frame(self, mask: NDArray[np.bool_], last: bool = False) -> Index:
         """Per row: the index in `frames` of its first (leaf-most) frame whose node is in
         `mask` (or its last, root-most, one); -1 if it has none."""
@@ -185,6 +211,9 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
             kept = np.flatnonzero((nodes == frame) & (lengths > depth))
             starts, lengths, weights = starts[kept], lengths[kept], weights[kept]
         return tuple(path)
+
+
+_KINDS = "kinds of each name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +288,7 @@ def _stack_growth_rows(base: Profile | None, new: Profile) -> tuple[StackGrowth,
         samples=np.arange(rows.size, dtype=np.intp),
         bytes_=delta_bytes[rows],
         objects=delta_objects[rows],
+        memo=stacks.memo,
     )
     return table, rows, stacks.group[stacks.part_starts[-1] :]
 
@@ -288,18 +318,13 @@ def growth_paths(growth: Mapping[Stack, tuple[int, int]], limit: int = 5) -> lis
 _PROFILER = "<profiler>"
 
 
-@lru_cache(maxsize=1 << 16)
-def _is_entry(name: str) -> bool:
-    """Whether a frame can be a stack's entry point (see `entry_frame`)."""
-    return is_symbol(name) and not is_runtime(name)
-
-
 def _stack_owners(table: StackGrowth) -> tuple[list[str], Index]:
     """Owner names, and per row the owner's index in them: the stack's first application
     frame, else its entry frame (the outermost frame outside the runtime), else its leaf."""
     names = list(table.names)
-    application = table.node_mask(is_application)
-    entry = table.node_mask(_is_entry)
+    application = table.kind_mask(APPLICATION)
+    # What can be a stack's entry point (see frames.entry_frame): a symbol outside the runtime.
+    entry = table.kind_mask(SYMBOL | RUNTIME, SYMBOL)
     first_app = table.first_frame(application)
     owner = np.full(len(table), -1, dtype=np.intp)
     found = np.flatnonzero(first_app >= 0)
@@ -322,7 +347,7 @@ def _owners_with_profiler(table: StackGrowth) -> tuple[list[str], Index, NDArray
     """`_stack_owners`, with the profiler's own stacks given to one `<profiler>` owner."""
     names, owner = _stack_owners(table)
     # Growth under the profiler's own frames is the cost of looking, not a suspect.
-    observer = table.first_frame(table.node_mask(is_profiler)) >= 0
+    observer = table.first_frame(table.kind_mask(PROFILER)) >= 0
     if observer.any():
         names.append(_PROFILER)
         owner[observer] = len(names) - 1

@@ -4,8 +4,9 @@ stack (`index_stacks`), for per-stack sums such as new minus base."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,9 @@ class StackIndex:
     part_starts: tuple[int, ...]  # joint index of each part's first sample
     group: Index
     first: Index
+    # What callers derive from `names` (which kind of code each name is, say), kept with it:
+    # an index derived from a joint one shares the joint one's names and this.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -101,7 +105,7 @@ def _from_joint(part: Samples) -> StackIndex | None:
     first = np.full(int(renumber[-1]), len(part), dtype=np.intp)
     np.minimum.at(first, group, np.arange(len(part), dtype=np.intp))
     offsets = joint.offsets[start : start + len(part) + 1]
-    return StackIndex(joint.names, joint.frames, offsets, (0,), group, first)
+    return StackIndex(joint.names, joint.frames, offsets, (0,), group, first, joint.memo)
 
 
 def _index(parts: Sequence[Samples]) -> StackIndex:

@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oomforensics.analysis.comparison import compare_series, judge_series
 from oomforensics.analysis.connections import ConnectionState, blocked_on, connection_state
 from oomforensics.analysis.sampling import sample_variance, z_score
 from oomforensics.analysis.series import Point as SeriesPoint
-from oomforensics.analysis.series import with_scatter
+from oomforensics.analysis.series import _tracks, bytes_shape, with_scatter
 from oomforensics.analysis.shape import Point, Shape, classify
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup, parse_goroutine_text
@@ -248,3 +250,35 @@ def test_growth_that_slows_down_is_unknown_while_warming_up():
     assert judged.leak_suspected is None and judged.reason == "WarmingUp"
     assert judged.confidence == "low" and "will tell a leak from a warm-up" in judged.message
     assert judged.verdict.startswith("Possible leak in main.keep")
+
+
+_figures = st.tuples(
+    st.sampled_from([0, 1, 2, 3, 5, 8, 100, 10**6, 2**40]),
+    st.sampled_from([0.0, 0.25, 1.0, 4.0, 9.0, 1e6, 1e12]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tables=st.integers(2, 6).flatmap(
+        lambda n: st.lists(
+            st.dictionaries(st.sampled_from("abcdefghijkl"), _figures, max_size=12),
+            min_size=n,
+            max_size=n,
+        )
+    )
+)
+def test_tracks_leave_out_only_what_classify_calls_flat(tables):
+    # _tracks skips, on arrays, the names that never moved beyond noise: exactly the ones
+    # classify would call flat, boundaries (z of 3, exact figures) included.
+    times = [60.0 * i for i in range(len(tables))]
+    names = set().union(*tables)
+    expected = set()
+    for name in names:
+        points = [
+            SeriesPoint(t, float(table.get(name, (0, 0.0))[0]), table.get(name, (0, 0.0))[1])
+            for t, table in zip(times, tables, strict=True)
+        ]
+        if bytes_shape(points).shape is not Shape.FLAT:
+            expected.add(name)
+    assert {track.name for track in _tracks(times, tables, "bytes")} == expected
