@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from oomforensics.analysis.snapshot import HEAP_PROFILE, Snapshot
+from oomforensics.cli import prefetch
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
 from oomforensics.cli.render import SampleIndexChoice, render_comparison, render_table_only
@@ -110,6 +111,7 @@ def load_snapshots(paths: list[Path]) -> list[Snapshot]:
     about 1.4 times slower beside the other); threads gain nothing, most of the decoder
     holds the GIL. Whatever goes wrong in the child, the path is read here
     again, so the errors are those of reading one by one: the first failing path raises."""
+    prefetch.finish()  # its thread: the child is forked from this process
     if not _child_pays(paths):
         return [_prepared(load_snapshot(path)) for path in paths]
     try:

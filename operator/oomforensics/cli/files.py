@@ -15,6 +15,7 @@ from oomforensics.analysis.snapshot import (
     Snapshot,
     snapshot_from_files,
 )
+from oomforensics.cli import prefetch
 from oomforensics.cli.errors import UsageError
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED
 from oomforensics.pprof.errors import ProfileError
@@ -38,6 +39,11 @@ def load_snapshot(path: Path) -> Snapshot:
 
 
 def _read(path: Path) -> bytes:
+    """The file's bytes; inflated already when `oomforensics diff` did that during its
+    imports (prefetch.py)."""
+    inflated = prefetch.take(path, DEFAULT_MAX_DECOMPRESSED)
+    if inflated is not None:
+        return inflated
     # Refuse before reading: a profile file larger than the decompression cap is not a profile.
     size = path.stat().st_size
     if size > DEFAULT_MAX_DECOMPRESSED:

@@ -111,8 +111,13 @@ _NO_TEARDOWN = frozenset({"diff"})
 def entry() -> None:
     """The console script: `main`, then exit (after `diff`, at once)."""
     words = sys.argv[1:]
+    command = _chosen_command(words)
+    if command == "diff":  # inflate its profiles on another core while main() imports
+        from oomforensics.cli import prefetch
+
+        prefetch.start(words[words.index(command) + 1 :])
     code = main(words)
-    if _chosen_command(words) not in _NO_TEARDOWN:
+    if command not in _NO_TEARDOWN:
         sys.exit(code)
     try:
         sys.stdout.flush()
