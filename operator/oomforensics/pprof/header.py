@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from oomforensics.pprof.errors import InvalidProfile
 from oomforensics.pprof.fields import FunctionFields, ProfileFields
 from oomforensics.pprof.model import Profile, Samples, SampleType
-from oomforensics.pprof.names import pprof_name
+from oomforensics.pprof.names import pprof_name, pprof_names
 
 
 def describe(data: bytes) -> str:
@@ -50,6 +50,27 @@ class Header:
         if not 0 <= index < len(self.strings):
             raise InvalidProfile(f"{what} refers to string {index}, beyond the string table")
         return self.strings[index]
+
+    def function_names(self, functions: Sequence[FunctionFields]) -> list[str]:
+        """`function_name` of each function, at once (the same names, the same errors)."""
+        strings = self.strings
+        count = len(strings)
+        try:
+            names = [strings[fn.name] if fn.name >= 0 else strings[count] for fn in functions]
+            systems = [
+                strings[fn.system_name] if fn.system_name >= 0 else strings[count]
+                for fn in functions
+            ]
+        except IndexError:
+            for fn in functions:  # the first one beyond the table, as function_name finds it
+                self.text(fn.name, "function")
+                self.text(fn.system_name, "function")
+            raise
+        shown, changed = pprof_names(names, systems)
+        for i in changed:
+            if shown[i]:
+                self._full_names.setdefault(shown[i], systems[i])
+        return shown
 
     def function_name(self, fn: FunctionFields) -> str:
         """The function's name as pprof prints it (see `names`); "" when it has none."""

@@ -17,7 +17,10 @@ demangler first, are not demangled here: no profile in our corpus has one.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
 from functools import lru_cache
+from itertools import accumulate
 
 _MAYBE_CPLUSPLUS = re.compile(r"[<>\[\]]|::")
 
@@ -32,6 +35,43 @@ def pprof_name(name: str, system_name: str) -> str:
     if looks_like_demangled_cplusplus(system_name):
         return remove_matching(remove_matching(system_name, "(", ")"), "<", ">")
     return system_name
+
+
+def pprof_names(names: Sequence[str], system_names: Sequence[str]) -> tuple[list[str], list[int]]:
+    """`pprof_name` of each (name, system name) pair, and where the name shown is not the
+    name given. One search over all system names finds the few that may need simplifying
+    (a profile has ~10,000 functions: one call each took 20 ms)."""
+    shown = list(system_names)
+    special = _maybe_cplusplus(system_names)
+    special.update(
+        i
+        for i, (name, system) in enumerate(zip(names, system_names, strict=True))
+        if not name or name != system
+    )
+    changed = []
+    for i in sorted(special):
+        shown[i] = pprof_name(names[i], system_names[i])
+        if shown[i] != names[i]:
+            changed.append(i)
+    return shown, changed
+
+
+def _maybe_cplusplus(names: Sequence[str]) -> set[int]:
+    """Which names `_MAYBE_CPLUSPLUS` matches, found with str.find over all of them joined
+    (the regular expression itself took 14 ms over 10,000 names; this takes under one)."""
+    joined = "\n".join(names)  # "\n" is in no token, so no match spans two names
+    ends = list(accumulate(len(name) + 1 for name in names))  # where each next name starts
+    found: set[int] = set()
+    for token in _CPLUSPLUS_TOKENS:
+        at = joined.find(token)
+        while at >= 0:
+            index = bisect_right(ends, at)
+            found.add(index)
+            at = joined.find(token, ends[index])
+    return found
+
+
+_CPLUSPLUS_TOKENS = ("<", ">", "[", "]", "::")  # what _MAYBE_CPLUSPLUS matches
 
 
 def looks_like_demangled_cplusplus(name: str) -> bool:

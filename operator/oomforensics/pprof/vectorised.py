@@ -253,7 +253,7 @@ def _name_locations(
         raise wire.Unsupported("duplicate or zero location ids")  # the careful decoder says
     function_ids = np.fromiter((fn.id for fn in view.function), np.uint64, len(view.function))
     # Each function's name, as an index into `shown` (names as pprof prints them).
-    shown = [header.function_name(fn) for fn in view.function]
+    shown = header.function_names(view.function)
     function_names = np.arange(len(shown), dtype=np.int64)
     if not all_distinct(function_ids):
         raise wire.Unsupported("duplicate function ids")

@@ -4,11 +4,13 @@ sample index and merge check for a pair."""
 import gzip
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from oomforensics.pprof import profile_pb2
 from oomforensics.pprof.diff import diff_profiles, pair_sample_index
-from oomforensics.pprof.errors import IncompatibleProfiles
-from oomforensics.pprof.names import pprof_name, remove_matching
+from oomforensics.pprof.errors import IncompatibleProfiles, InvalidProfile
+from oomforensics.pprof.names import pprof_name, pprof_names, remove_matching
 from oomforensics.pprof.profile import parse_profile
 from tests.support.profiles import ProfileBuilder
 
@@ -106,3 +108,37 @@ def test_profile_view_reads_strings_as_bytes() -> None:
     view = profile_pb2.ProfileView()
     view.ParseFromString(gzip.decompress(heap()))
     assert view.string_table[0] == b""
+
+
+_NAME_PIECES = st.sampled_from(
+    ["main.f", "(", ")", "<", ">", "[", "]", ":", "::", "\n", "])", ".<init>", "x", ""]
+)
+_A_NAME = st.lists(_NAME_PIECES, max_size=6).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@example(pairs=[("main.f", "same"), ("std::f(int)", "same"), ("a:", "same"), (":b()", "same")])
+@given(pairs=st.lists(st.tuples(_A_NAME, _A_NAME | st.just("same")), max_size=12))
+def test_names_of_a_whole_table_are_those_of_one_by_one(pairs: list[tuple[str, str]]) -> None:
+    # pprof_names finds the few names to simplify in one search over all of them; each is
+    # named as pprof_name names it, and those whose shown name differs are the ones listed.
+    systems = [system for system, _ in pairs]
+    names = [system if name == "same" else name for system, name in pairs]
+    shown, changed = pprof_names(names, systems)
+    expected = [pprof_name(n, s) for n, s in zip(names, systems, strict=True)]
+    assert shown == expected
+    assert changed == [i for i, (n, s) in enumerate(zip(names, expected, strict=True)) if n != s]
+
+
+@pytest.mark.parametrize("field", ["name", "system_name"])
+@pytest.mark.parametrize("index", [10_000, -1])
+def test_a_function_named_beyond_the_string_table_is_refused_naming_it(
+    field: str, index: int
+) -> None:
+    builder = ProfileBuilder()
+    builder.sample([["main.leak"], ["main.main"]], 1, 64, 1, 64)
+    builder.serialize()  # fills the string table
+    message = builder._message
+    setattr(message.function[-1], field, index)
+    with pytest.raises(InvalidProfile, match=f"function refers to string {index}, beyond"):
+        parse_profile(message.SerializeToString())
