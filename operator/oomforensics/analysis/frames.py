@@ -39,21 +39,29 @@ PROFILER_PACKAGES = frozenset({"runtime/pprof", "net/http/pprof"})
 APPLICATION, RUNTIME, PROFILER, SYMBOL = 1, 2, 4, 8
 
 
-@lru_cache(maxsize=_CACHE)
-def kinds(function: str) -> int:
-    """What a name is, as flags: one cached answer per name for the classifiers below (each
-    asked of ~10,000 names per snapshot; one cache lookup, not one per classifier)."""
-    package = _package(function)
+def name_kinds(function: str) -> int:
+    """What a name is, as flags (`kinds`, uncached: for tables of names seen once each)."""
+    slash = function.rfind("/")
+    dot = function.find(".", slash + 1)
+    package = function[:dot] if dot >= 0 else function
     flags = 0
-    if is_symbol(function):
-        flags |= SYMBOL
-        if package == "main" or "." in package.split("/", 1)[0]:
+    if function and function[0] not in "[<":  # is_symbol
+        flags = SYMBOL
+        first = package[: package.find("/")] if slash >= 0 else package  # its first element
+        if package == "main" or "." in first:
             flags |= APPLICATION
     if package == "runtime" or package.startswith(("runtime/", "internal/")):
         flags |= RUNTIME
     if package in PROFILER_PACKAGES:
         flags |= PROFILER
     return flags
+
+
+@lru_cache(maxsize=_CACHE)
+def kinds(function: str) -> int:
+    """What a name is, as flags: one cached answer per name for the classifiers below (each
+    asked of ~10,000 names per snapshot; one cache lookup, not one per classifier)."""
+    return name_kinds(function)
 
 
 def is_application(function: str) -> bool:

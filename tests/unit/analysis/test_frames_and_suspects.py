@@ -1,11 +1,18 @@
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from oomforensics.analysis.frames import (
+    APPLICATION,
+    PROFILER,
+    RUNTIME,
+    SYMBOL,
     entry_frame,
     first_application_frame,
     is_application,
     mechanism,
+    name_kinds,
     package_of,
 )
 from oomforensics.analysis.suspects import StackGrowth, find_suspects, growth_paths
@@ -27,6 +34,30 @@ from oomforensics.analysis.suspects import StackGrowth, find_suspects, growth_pa
 def test_application_frames_are_main_or_dotted_module_paths(function, package, application):
     assert package_of(function) == package
     assert is_application(function) is application
+
+
+_PIECES = st.sampled_from(
+    ["main", "runtime", "internal", "pprof", "net", "http", "github.com", "x", ".", "/", "[", "<"]
+)
+
+
+@given(function=st.lists(_PIECES, max_size=7).map("".join))
+@example(function="runtime/pprof.writeHeap")
+@example(function="net/http/pprof.Index")
+@example(function="internal/poll.(*FD).Read")
+@example(function="main")
+@example(function="github.com/a/b.c")
+@example(function="x.y/main.f")
+def test_kinds_of_a_name_are_its_package_read_as_the_docstring_says(function):
+    package = package_of(function)
+    symbol = bool(function) and function[0] not in "[<"
+    expected = (
+        (SYMBOL if symbol else 0)
+        | (APPLICATION if symbol and (package == "main" or "." in package.split("/")[0]) else 0)
+        | (RUNTIME if package == "runtime" or package.startswith(("runtime/", "internal/")) else 0)
+        | (PROFILER if package in ("runtime/pprof", "net/http/pprof") else 0)
+    )
+    assert name_kinds(function) == expected
 
 
 def test_first_application_frame_and_entry():
