@@ -16,6 +16,7 @@ from oomforensics.analysis.connections import ConnectionState, blocked_on, conne
 from oomforensics.analysis.sampling import sample_variance, z_score
 from oomforensics.analysis.series import Point as SeriesPoint
 from oomforensics.analysis.series import _tracks, bytes_shape, with_scatter
+from oomforensics.analysis.series import median as series_median
 from oomforensics.analysis.shape import Point, Shape, classify
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.pprof.goroutines import GoroutineDump, GoroutineGroup, parse_goroutine_text
@@ -282,3 +283,10 @@ def test_tracks_leave_out_only_what_classify_calls_flat(tables):
         if bytes_shape(points).shape is not Shape.FLAT:
             expected.add(name)
     assert {track.name for track in _tracks(times, tables, "bytes")} == expected
+
+
+@given(values=st.lists(st.floats(-1e12, 1e12), min_size=1, max_size=9))
+def test_the_median_is_the_statistics_modules(values):
+    import statistics
+
+    assert series_median(values) == statistics.median(values)
