@@ -200,6 +200,13 @@ _DRAWN = bytes.fromhex(
 )
 
 
+def prepare_hashes(part: Samples) -> None:
+    """Hash the stacks of `part` ahead, as an index of it with profiles no deeper will: a
+    diff does this for its base while the new profile is still being decoded."""
+    longest = int(np.diff(part.offsets).max(initial=0))
+    _own_hashes(part, _multipliers(max(longest, len(_DRAWN) // 8 - 1)))
+
+
 def _own_hashes(part: Samples, multipliers: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """`_hashes` of a part's own frames, kept with it (a profile is indexed alone and with
     another, with the same multipliers)."""

@@ -47,6 +47,9 @@ def test_the_snapshots_equal_those_read_one_by_one(
     assert [s.profile for s in together] == [s.profile for s in alone]
     # What the child computed beforehand came back with the profile.
     assert "function table 3" in together[-1].profile.samples.memo
+    # Meanwhile this process hashed the base's stacks for the joint index.
+    assert "stack hashes 128" in together[0].profile.samples.memo
+    assert "stack hashes 128" not in alone[0].profile.samples.memo
 
 
 def test_a_bad_new_profile_raises_its_own_error(
