@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from oomforensics.pprof import profile_pb2
 
@@ -91,3 +92,11 @@ class ProfileBuilder:
         self._message.string_table.extend(sorted(self._strings, key=self._strings.__getitem__))
         raw = self._message.SerializeToString()
         return gzip.compress(raw) if compress else raw
+
+
+def heap_profile(path: Path, leak: int) -> Path:
+    """A small gzipped heap profile at `path`: main.leak holding 4096 + `leak` bytes."""
+    builder = ProfileBuilder()
+    builder.sample([["main.leak"], ["main.main"]], 1, 4096 + leak, 1, 4096 + leak)
+    path.write_bytes(builder.serialize())
+    return path

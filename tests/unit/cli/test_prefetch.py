@@ -20,7 +20,7 @@ from oomforensics.cli.files import load_snapshot
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED
 from oomforensics.pprof.errors import InvalidProfile, ProfileTooLarge
 from oomforensics.pprof.legacy import read_profile
-from tests.support.profiles import ProfileBuilder
+from tests.support.profiles import heap_profile
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +30,6 @@ def nothing_kept() -> Iterator[None]:
     yield
     prefetch.finish()
     prefetch._inflated.clear()
-
-
-def heap_profile(path: Path, leak: int) -> Path:
-    builder = ProfileBuilder()
-    builder.sample([["main.leak"], ["main.main"]], 1, 4096 + leak, 1, 4096 + leak)
-    path.write_bytes(builder.serialize())
-    return path
 
 
 def test_a_profile_is_inflated_ahead_and_decodes_as_read_from_disk(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from oomforensics.cli.main import COMMANDS, build_parser
-from tests.support.profiles import ProfileBuilder
+from tests.support.profiles import ProfileBuilder, heap_profile
 
 SCRIPT = Path(sys.executable).parent / "oomforensics"
 EDGE_LIBRARIES = ("kopf", "kubernetes", "httpx", "obstore")
@@ -32,13 +32,6 @@ def imported_by(*argv: str, libraries: tuple[str, ...] = EDGE_LIBRARIES) -> dict
     assert result.returncode == 0, result.stderr
     report: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
     return report
-
-
-def heap_profile(path: Path, leak: int) -> Path:
-    builder = ProfileBuilder()
-    builder.sample([["main.leak"], ["main.main"]], 1, 4096 + leak, 1, 4096 + leak)
-    path.write_bytes(builder.serialize())
-    return path
 
 
 def test_diff_imports_no_kubernetes_or_network_library(tmp_path: Path) -> None:
