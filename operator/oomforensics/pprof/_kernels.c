@@ -120,7 +120,7 @@ static const uint8_t *read_field(const uint8_t *p, const uint8_t *end, uint64_t 
                                  int *number, int *wire, uint64_t *value,
                                  const uint8_t **start, const uint8_t **stop) {
     uint8_t tag = *p;
-    if (tag >= 0x80 || tag >= 64 || !((allowed >> tag) & 1)) {
+    if (tag >= 64 || !((allowed >> tag) & 1)) {
         return NULL;
     }
     *number = tag >> 3;
@@ -234,7 +234,6 @@ typedef struct {
     uint32_t *ids32;
     uint64_t *ids64;
     Py_ssize_t id_count;
-    uint64_t largest_id;
     uint64_t *values;
     Py_ssize_t value_count;  /* of this sample */
     Py_ssize_t width;
