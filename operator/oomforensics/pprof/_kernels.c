@@ -158,17 +158,6 @@ static int varint_fields(const uint8_t *p, const uint8_t *end, uint64_t allowed)
     return 1;
 }
 
-static int bytes_item(PyObject *list, Py_ssize_t i, const uint8_t **p, const uint8_t **end) {
-    PyObject *item = PyList_GET_ITEM(list, i);
-    if (!PyBytes_Check(item)) {
-        PyErr_SetString(PyExc_TypeError, "messages must be bytes");
-        return -1;
-    }
-    *p = (const uint8_t *)PyBytes_AS_STRING(item);
-    *end = *p + PyBytes_GET_SIZE(item);
-    return 0;
-}
-
 /* ---- arrays in ---- */
 
 /* A read-only, C-contiguous view of `object` with items of `itemsize` bytes. */
@@ -203,6 +192,94 @@ static int views_of(int count, Py_buffer **views, PyObject **objects,
 static void release_views(int count, Py_buffer **views) {
     for (int i = 0; i < count; i++) {
         PyBuffer_Release(views[i]);
+    }
+}
+
+/* ---- encoded messages in ---- */
+
+/* A profile's samples or locations: a list of bytes (upb's view gives them so), or spans of
+   one buffer, (data, bounds) with bounds the (start, stop) pairs of the messages in data (intp),
+   as split_profile gives them without a bytes object each. */
+typedef struct {
+    PyObject *list;  /* the list, or NULL for spans */
+    Py_buffer data, bounds;
+    const Py_ssize_t *spans;
+    Py_ssize_t count;
+    Py_ssize_t total;  /* bytes in all messages */
+    Py_ssize_t longest;
+} Messages;
+
+/* `object` as Messages (release with messages_release), or -1 with TypeError or ValueError
+   set for anything else: an item that is not bytes, a span outside the data. */
+static int messages_of(PyObject *object, Messages *m) {
+    memset(m, 0, sizeof *m);
+    if (PyList_Check(object)) {
+        m->list = object;
+        m->count = PyList_GET_SIZE(object);
+        for (Py_ssize_t i = 0; i < m->count; i++) {
+            PyObject *item = PyList_GET_ITEM(object, i);
+            if (!PyBytes_Check(item)) {
+                PyErr_SetString(PyExc_TypeError, "messages must be bytes");
+                return -1;
+            }
+            Py_ssize_t size = PyBytes_GET_SIZE(item);
+            m->total += size;
+            m->longest = size > m->longest ? size : m->longest;
+        }
+        return 0;
+    }
+    PyObject *data_object, *bounds_object;
+    if (!PyTuple_Check(object) || !PyArg_ParseTuple(object, "OO", &data_object, &bounds_object)) {
+        PyErr_SetString(PyExc_TypeError, "messages: a list of bytes or (data, bounds)");
+        return -1;
+    }
+    if (PyObject_GetBuffer(data_object, &m->data, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(bounds_object, &m->bounds, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&m->data);
+        return -1;
+    }
+    if (m->bounds.len % (Py_ssize_t)(2 * sizeof(Py_ssize_t)) != 0 ||
+        (uintptr_t)m->bounds.buf % sizeof(Py_ssize_t) != 0) {
+        PyErr_SetString(PyExc_TypeError, "bounds: aligned (start, stop) pairs of intp expected");
+        PyBuffer_Release(&m->data);
+        PyBuffer_Release(&m->bounds);
+        return -1;
+    }
+    m->spans = m->bounds.buf;
+    m->count = m->bounds.len / (Py_ssize_t)(2 * sizeof(Py_ssize_t));
+    for (Py_ssize_t i = 0; i < m->count; i++) {
+        Py_ssize_t start = m->spans[2 * i], stop = m->spans[2 * i + 1];
+        if (start < 0 || stop < start || stop > m->data.len) {
+            PyErr_SetString(PyExc_ValueError, "bounds: a message outside the data");
+            PyBuffer_Release(&m->data);
+            PyBuffer_Release(&m->bounds);
+            return -1;
+        }
+        m->total += stop - start;
+        m->longest = stop - start > m->longest ? stop - start : m->longest;
+    }
+    return 0;
+}
+
+static void messages_release(Messages *m) {
+    if (m->list == NULL) {
+        PyBuffer_Release(&m->data);
+        PyBuffer_Release(&m->bounds);
+    }
+}
+
+/* Message i: `p` .. `end`. */
+static inline void message_at(const Messages *m, Py_ssize_t i, const uint8_t **p,
+                              const uint8_t **end) {
+    if (m->list != NULL) {
+        PyObject *item = PyList_GET_ITEM(m->list, i);
+        *p = (const uint8_t *)PyBytes_AS_STRING(item);
+        *end = *p + PyBytes_GET_SIZE(item);
+    } else {
+        *p = (const uint8_t *)m->data.buf + m->spans[2 * i];
+        *end = (const uint8_t *)m->data.buf + m->spans[2 * i + 1];
     }
 }
 
@@ -352,32 +429,30 @@ static int values_fit(Py_ssize_t count, Py_ssize_t width, size_t total) {
 
 PyDoc_STRVAR(decode_samples_doc,
 "decode_samples(messages, width) -> (ids, wide, offsets, values) or None\n\n"
-"The location ids of every sample (uint64 if `wide`, else uint32), where each sample's ids\n"
+"Of encoded Sample messages (a list of bytes, or (data, bounds) as split_profile gives them):\n"
+"the location ids of every sample (uint64 if `wide`, else uint32), where each sample's ids\n"
 "start (intp, one past the last too) and their values (uint64, `width` per sample), as\n"
 "bytearrays; None when an encoding is not one this decoder takes, or a sample has other\n"
 "than `width` values.");
 
 static PyObject *decode_samples(PyObject *self, PyObject *args) {
-    PyObject *list;
+    PyObject *messages_object;
     Py_ssize_t width;
-    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &list, &width)) {
+    Messages messages;
+    if (!PyArg_ParseTuple(args, "On", &messages_object, &width)) {
         return NULL;
     }
     if (width < 0) {
         PyErr_SetString(PyExc_ValueError, "width must not be negative");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(list);
-    size_t total = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        if (!PyBytes_Check(item)) {
-            PyErr_SetString(PyExc_TypeError, "messages must be bytes");
-            return NULL;
-        }
-        total += (size_t)PyBytes_GET_SIZE(item);
+    if (messages_of(messages_object, &messages) < 0) {
+        return NULL;
     }
+    Py_ssize_t count = messages.count;
+    size_t total = (size_t)messages.total;
     if (!values_fit(count, width, total)) {
+        messages_release(&messages);
         Py_RETURN_NONE;
     }
     PyObject *values = PyByteArray_FromStringAndSize(NULL, count * width * 8);
@@ -404,13 +479,14 @@ static PyObject *decode_samples(PyObject *self, PyObject *args) {
         starts[0] = 0;
         status = 0;
         for (Py_ssize_t i = 0; i < count && status == 0; i++) {
-            PyObject *item = PyList_GET_ITEM(list, i);
-            const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(item);
+            const uint8_t *p, *end;
+            message_at(&messages, i, &p, &end);
             out.values = all_values + i * width;
-            status = decode_sample(p, p + PyBytes_GET_SIZE(item), &out);
+            status = decode_sample(p, end, &out);
             starts[i + 1] = out.id_count;
         }
     }
+    messages_release(&messages);
     if (status == 0 && PyByteArray_Resize(ids, out.id_count * (out.wide ? 8 : 4)) < 0) {
         status = -1;
     }
@@ -437,9 +513,10 @@ PyDoc_STRVAR(decode_sample_frames_doc,
 "bytearrays; None where decode_samples would, or when an id names no location.");
 
 static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
-    PyObject *list, *table_object, *frame_offsets_object, *nodes_object;
+    PyObject *messages_object, *table_object, *frame_offsets_object, *nodes_object;
     Py_ssize_t width;
-    if (!PyArg_ParseTuple(args, "O!nOOO", &PyList_Type, &list, &width, &table_object,
+    Messages messages;
+    if (!PyArg_ParseTuple(args, "OnOOO", &messages_object, &width, &table_object,
                           &frame_offsets_object, &nodes_object)) {
         return NULL;
     }
@@ -447,19 +524,12 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "width must not be negative");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(list), longest = 0, total = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        if (!PyBytes_Check(item)) {
-            PyErr_SetString(PyExc_TypeError, "messages must be bytes");
-            return NULL;
-        }
-        total += PyBytes_GET_SIZE(item);
-        if (PyBytes_GET_SIZE(item) > longest) {
-            longest = PyBytes_GET_SIZE(item);
-        }
+    if (messages_of(messages_object, &messages) < 0) {
+        return NULL;
     }
+    Py_ssize_t count = messages.count, longest = messages.longest, total = messages.total;
     if (!values_fit(count, width, (size_t)total)) {
+        messages_release(&messages);
         Py_RETURN_NONE;
     }
     Py_buffer table, frame_offsets, nodes;
@@ -467,6 +537,7 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
     if (views_of(3, views, (PyObject *[]){table_object, frame_offsets_object, nodes_object},
                  (const Py_ssize_t[]){4, sizeof(Py_ssize_t), 4},
                  (const char *[]){"table", "frame_offsets", "nodes"}) < 0) {
+        messages_release(&messages);
         return NULL;
     }
     Py_ssize_t table_size = table.len / 4;
@@ -520,11 +591,11 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
         Py_ssize_t *starts = (Py_ssize_t *)PyByteArray_AS_STRING(offsets);
         starts[0] = 0;
         for (Py_ssize_t i = 0; i < count && status == 0; i++) {
-            PyObject *item = PyList_GET_ITEM(list, i);
-            const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(item);
+            const uint8_t *p, *end;
+            message_at(&messages, i, &p, &end);
             out.values = all_values + i * width;
             out.id_count = 0;
-            status = decode_sample(p, p + PyBytes_GET_SIZE(item), &out);
+            status = decode_sample(p, end, &out);
             if (status != 0) {
                 break;
             }
@@ -559,6 +630,7 @@ static PyObject *decode_sample_frames(PyObject *self, PyObject *args) {
     free(out.ids64);
     free(direct);
     release_views(3, views);
+    messages_release(&messages);
     if (status == 0 && PyByteArray_Resize(frames, written * 4) < 0) {
         status = -1;
     }
@@ -598,16 +670,18 @@ static int line_function(const uint8_t *p, const uint8_t *end, uint64_t *functio
 
 PyDoc_STRVAR(decode_locations_doc,
 "decode_locations(messages) -> (ids, mapping_ids, line_offsets, function_ids) or None\n\n"
-"Each location's id and mapping id (uint64), where its lines start (intp, one past the last\n"
+"Of encoded Location messages (a list of bytes, or (data, bounds)): each location's id and mapping id (uint64), where its lines start (intp, one past the last\n"
 "too) and each line's function id (uint64), as bytearrays; None when an encoding is not one\n"
 "this decoder takes.");
 
 static PyObject *decode_locations(PyObject *self, PyObject *args) {
-    PyObject *list;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &list)) {
+    PyObject *messages_object;
+    Messages messages;
+    if (!PyArg_ParseTuple(args, "O", &messages_object) ||
+        messages_of(messages_object, &messages) < 0) {
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(list);
+    Py_ssize_t count = messages.count;
     PyObject *ids = zeroed_bytearray((size_t)count * sizeof(uint64_t));
     PyObject *mappings = zeroed_bytearray((size_t)count * sizeof(uint64_t));
     PyObject *offsets = zeroed_bytearray((size_t)(count + 1) * sizeof(Py_ssize_t));
@@ -616,10 +690,7 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
     Py_ssize_t lines = 0;
     for (Py_ssize_t i = 0; i < count && status == 0; i++) {
         const uint8_t *p, *end;
-        if (bytes_item(list, i, &p, &end) < 0) {
-            status = -1;
-            break;
-        }
+        message_at(&messages, i, &p, &end);
         while (p < end && status == 0) {
             int number, wire;
             uint64_t value;
@@ -642,6 +713,7 @@ static PyObject *decode_locations(PyObject *self, PyObject *args) {
         }
         ((Py_ssize_t *)PyByteArray_AS_STRING(offsets))[i + 1] = lines;
     }
+    messages_release(&messages);
     PyObject *out_functions = status == 0 ? as_bytearray(&functions) : NULL;
     free(functions.data);  /* as_bytearray took it, or it is given up */
     if (status == 0 && out_functions != NULL) {
@@ -693,20 +765,22 @@ static int append_new(PyObject *list, PyObject *item) {
 PyDoc_STRVAR(split_profile_doc,
 "split_profile(data) -> tuple or None\n\n"
 "The top level of an encoded Profile, as ProfileView gives it: (sample_types [(type, unit)],\n"
-"samples [bytes], mappings [(id, filename)], locations [bytes], functions [(id, name,\n"
+"samples, mappings [(id, filename)], locations, functions [(id, name,\n"
 "system_name)], strings [bytes], (drop_frames, keep_frames, time_nanos, duration_nanos,\n"
 "period, default_sample_type), period_type (type, unit) or None, comments [int]). None for\n"
 "what upb should decide: an unknown field, another wire type, period_type given twice,\n"
-"data that is not valid.");
+"data that is not valid. Samples and locations are not copied: each is the bounds of its\n"
+"messages in `data`, (start, stop) pairs (intp) in a bytearray.");
 
 static PyObject *split_profile(PyObject *self, PyObject *args) {
     Py_buffer data;
     if (!PyArg_ParseTuple(args, "y*", &data)) {
         return NULL;
     }
-    PyObject *lists[6] = {NULL}, *comments = NULL, *period_type = NULL;
+    PyObject *lists[4] = {NULL}, *comments = NULL, *period_type = NULL;
+    Buffer sample_bounds = {0}, location_bounds = {0};
     int status = 0;
-    for (int k = 0; k < 6 && status == 0; k++) {
+    for (int k = 0; k < 4 && status == 0; k++) {
         lists[k] = PyList_New(0);
         status = lists[k] ? 0 : -1;
     }
@@ -714,8 +788,8 @@ static PyObject *split_profile(PyObject *self, PyObject *args) {
     if (status == 0 && comments == NULL) {
         status = -1;
     }
-    PyObject *sample_types = lists[0], *samples = lists[1], *mappings = lists[2];
-    PyObject *locations = lists[3], *functions = lists[4], *strings = lists[5];
+    PyObject *sample_types = lists[0], *mappings = lists[1];
+    PyObject *functions = lists[2], *strings = lists[3];
     int64_t scalars[16] = {0};
     const uint8_t *p = data.buf, *end = p + data.len;
     while (p < end && status == 0) {
@@ -786,15 +860,27 @@ static PyObject *split_profile(PyObject *self, PyObject *args) {
                 }
             }
             break;
-        default: {  /* 2 sample, 4 location, 6 string_table: the bytes themselves */
-            PyObject *list = number == 2 ? samples : number == 4 ? locations : strings;
-            status = append_new(list, PyBytes_FromStringAndSize((const char *)start,
-                                                                stop - start));
+        case 2:  /* sample */
+        case 4: {  /* location: where each is, not a copy */
+            Py_ssize_t bounds[2] = {start - (const uint8_t *)data.buf,
+                                    stop - (const uint8_t *)data.buf};
+            status = put(number == 2 ? &sample_bounds : &location_bounds, bounds, sizeof bounds);
+            break;
         }
+        default:  /* 6 string_table: the bytes themselves */
+            status = append_new(strings, PyBytes_FromStringAndSize((const char *)start,
+                                                                   stop - start));
         }
     }
     PyBuffer_Release(&data);
-    PyObject *result = NULL;
+    PyObject *result = NULL, *samples = NULL, *locations = NULL;
+    if (status == 0) {
+        samples = as_bytearray(&sample_bounds);
+        locations = as_bytearray(&location_bounds);
+        status = samples && locations ? 0 : -1;
+    }
+    free(sample_bounds.data);  /* as_bytearray took them, or they are given up */
+    free(location_bounds.data);
     if (status == 0) {
         if (period_type == NULL) {
             period_type = Py_NewRef(Py_None);
@@ -805,9 +891,11 @@ static PyObject *split_profile(PyObject *self, PyObject *args) {
                                (long long)scalars[10], (long long)scalars[12],
                                (long long)scalars[14], period_type, comments);
     }
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 4; k++) {
         Py_XDECREF(lists[k]);
     }
+    Py_XDECREF(samples);
+    Py_XDECREF(locations);
     Py_XDECREF(comments);
     Py_XDECREF(period_type);
     return outcome(status == 0 && result == NULL ? -1 : status, result);

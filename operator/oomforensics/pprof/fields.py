@@ -8,9 +8,9 @@ field as upb gives it, takes the ProfileView itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 
 class ValueTypeFields(Protocol):
@@ -89,14 +89,49 @@ class FunctionParts(NamedTuple):
 _NO_PERIOD_TYPE = ValueTypeParts(0, 0)
 
 
+class Messages(Sequence[bytes]):
+    """Encoded messages as spans of one buffer: the kernels read them in place, and a message
+    becomes bytes only when asked for. (100,000 samples as bytes objects took 15 ms to make
+    and 4 ms to free, and 15 MB.)"""
+
+    __slots__ = ("_spans", "bounds", "data")
+
+    def __init__(self, data: bytes, bounds: bytearray) -> None:
+        self.data = data
+        self.bounds = bounds  # (start, stop) of each message in data, as intp pairs
+        # "n" is Py_ssize_t, the kernels' intp (typeshed's overloads leave it out).
+        self._spans: memoryview[int] = memoryview(bounds).cast("n")  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        return len(self._spans) // 2
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        count = len(self)
+        if not -count <= index < count:
+            raise IndexError("message index out of range")
+        at = 2 * (index % count)
+        return self.data[self._spans[at] : self._spans[at + 1]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, spans = self.data, self._spans
+        for at in range(0, len(spans), 2):
+            yield data[spans[at] : spans[at + 1]]
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileParts:
     """`ProfileFields` split out of a profile's bytes by the C kernels."""
 
     sample_type: list[ValueTypeParts]
-    sample: list[bytes]
+    sample: Messages
     mapping: list[MappingParts]
-    location: list[bytes]
+    location: Messages
     function: list[FunctionParts]
     string_table: list[bytes]
     drop_frames: int

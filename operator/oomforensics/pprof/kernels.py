@@ -9,13 +9,20 @@ take; the caller then runs the numpy step, which decides.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from oomforensics.pprof.fields import FunctionParts, MappingParts, ProfileParts, ValueTypeParts
+from oomforensics.pprof.fields import (
+    FunctionParts,
+    MappingParts,
+    Messages,
+    ProfileParts,
+    ValueTypeParts,
+)
 
 Index = NDArray[np.intp]
 
@@ -45,11 +52,11 @@ class SampleIds(NamedTuple):
     values: NDArray[np.int64]  # one row per sample
 
 
-def decode_samples(messages: list[bytes], width: int) -> SampleIds | None:
+def decode_samples(messages: Sequence[bytes], width: int) -> SampleIds | None:
     """Location ids and values of encoded Sample messages (`width` values each)."""
     if _C is None:
         return None
-    decoded = _C.decode_samples(messages, width)
+    decoded = _C.decode_samples(_encoded(messages), width)
     if decoded is None:
         return None
     ids, wide, offsets, values = decoded
@@ -70,7 +77,7 @@ class SampleFrames(NamedTuple):
 
 
 def decode_sample_frames(
-    messages: list[bytes],
+    messages: Sequence[bytes],
     width: int,
     table: NDArray[np.int32],
     frame_offsets: Index,
@@ -83,7 +90,7 @@ def decode_sample_frames(
     if _C is None:
         return None
     decoded = _C.decode_sample_frames(
-        messages,
+        _encoded(messages),
         width,
         _contiguous(table, np.int32),
         _contiguous(frame_offsets, np.intp),
@@ -106,11 +113,11 @@ class LocationLines(NamedTuple):
     function_ids: NDArray[np.uint64]  # per line
 
 
-def decode_locations(messages: list[bytes]) -> LocationLines | None:
+def decode_locations(messages: Sequence[bytes]) -> LocationLines | None:
     """Ids, mapping ids and each line's function id of encoded Location messages."""
     if _C is None:
         return None
-    decoded = _C.decode_locations(messages)
+    decoded = _C.decode_locations(_encoded(messages))
     if decoded is None:
         return None
     ids, mappings, offsets, functions = decoded
@@ -187,16 +194,17 @@ def split_profile(raw: bytes) -> ProfileParts | None:
     upb should decide (an unknown field, period_type twice, data that is not valid)."""
     if _C is None:
         return None
-    split = _C.split_profile(raw)
+    data = raw if type(raw) is bytes else bytes(raw)  # the messages stay spans of it
+    split = _C.split_profile(data)
     if split is None:
         return None
     types, samples, mappings, locations, functions, strings, scalars, period, comments = split
     drop, keep, time_nanos, duration_nanos, period_value, default = scalars
     return ProfileParts(
         sample_type=[ValueTypeParts(*t) for t in types],
-        sample=samples,
+        sample=Messages(data, samples),
         mapping=[MappingParts(*m) for m in mappings],
-        location=locations,
+        location=Messages(data, locations),
         function=[FunctionParts(*f) for f in functions],
         string_table=strings,
         drop_frames=drop,
@@ -208,6 +216,13 @@ def split_profile(raw: bytes) -> ProfileParts | None:
         given_period_type=None if period is None else ValueTypeParts(*period),
         comment=comments,
     )
+
+
+def _encoded(messages: Sequence[bytes]) -> list[bytes] | tuple[bytes, bytearray]:
+    """Messages as the kernels take them: spans of one buffer in place, else a list of bytes."""
+    if isinstance(messages, Messages):
+        return messages.data, messages.bounds
+    return messages if isinstance(messages, list) else list(messages)
 
 
 def _contiguous(array: NDArray[np.generic], dtype: type[np.generic]) -> NDArray[np.generic]:

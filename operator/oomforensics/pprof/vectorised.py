@@ -9,7 +9,7 @@ wire.Unsupported or InvalidProfile, and `parse_profile` decodes it message by me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,18 +61,16 @@ def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
     """Decode all samples at once (the C kernels, else numpy); raises wire.Unsupported or
     InvalidProfile to hand over to the careful decoder."""
     width = len(view.sample_type)
-    location_messages = list(view.location)
-    lines = kernels.decode_locations(location_messages)
-    locations = _Locations(*lines) if lines else _decode_locations(location_messages)
+    lines = kernels.decode_locations(view.location)
+    locations = _Locations(*lines) if lines else _decode_locations(list(view.location))
     header = Header(view, original)
     nodes, location_frames, pruned, pruned_beneath = _name_locations(view, header, locations)
-    sample_messages = list(view.sample)
-    at_once = _frames_at_once(sample_messages, width, locations, location_frames, pruned_beneath)
+    at_once = _frames_at_once(view.sample, width, locations, location_frames, pruned_beneath)
     if at_once is not None:
         frame_offsets, frames, values = at_once
     else:
-        decoded = kernels.decode_samples(sample_messages, width)
-        raw = _RawSamples(*decoded) if decoded else _decode_samples(sample_messages, width)
+        decoded = kernels.decode_samples(view.sample, width)
+        raw = _RawSamples(*decoded) if decoded else _decode_samples(list(view.sample), width)
         frame_offsets, frames = _sample_frames(
             raw, locations, location_frames, pruned, pruned_beneath
         )
@@ -81,7 +79,7 @@ def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
 
 
 def _frames_at_once(
-    messages: list[bytes],
+    messages: Sequence[bytes],
     width: int,
     locations: _Locations,
     location_frames: tuple[Index, NDArray[np.int32]],

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from oomforensics.pprof import kernels, profile_pb2
 from oomforensics.pprof.errors import ProfileError
+from oomforensics.pprof.fields import Messages
 from oomforensics.pprof.legacy import read_profile
 from oomforensics.pprof.model import Profile
 from oomforensics.pprof.profile import parse_profile
@@ -343,3 +344,67 @@ def test_period_type_given_twice_is_left_to_upb() -> None:
 def test_an_unknown_top_level_field_is_left_to_upb() -> None:
     assert kernels.split_profile(bytes([0x60, 0x05])) is not None  # period = 5
     assert kernels.split_profile(bytes([0x80, 0x01, 0x05])) is None  # field 16
+
+
+# --- messages as spans of the profile's bytes ---------------------------------------------------
+
+
+def _decoded_both_ways(parts: Any, width: int) -> None:
+    """Each kernel gives the same from the split's spans as from a list of the same bytes."""
+    spans_samples = kernels.decode_samples(parts.sample, width)
+    listed_samples = kernels.decode_samples(list(parts.sample), width)
+    assert (spans_samples is None) == (listed_samples is None)
+    if spans_samples is not None and listed_samples is not None:
+        for got, want in zip(spans_samples, listed_samples, strict=True):
+            assert_same_arrays(got, want)
+    spans_lines = kernels.decode_locations(parts.location)
+    listed_lines = kernels.decode_locations(list(parts.location))
+    assert (spans_lines is None) == (listed_lines is None)
+    if spans_lines is not None and listed_lines is not None:
+        for got, want in zip(spans_lines, listed_lines, strict=True):
+            assert_same_arrays(got, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sample_list=samples, drop=drops, seed=st.integers(0, 2**32))
+def test_split_messages_decode_in_place_as_their_bytes_do(sample_list, drop, seed) -> None:
+    raw = reencode(build(sample_list, drop), random.Random(seed))
+    parts = kernels.split_profile(raw)
+    assert parts is not None
+    assert isinstance(parts.sample, Messages)
+    _decoded_both_ways(parts, len(parts.sample_type))
+
+
+@pytest.mark.skipif(not corpus_available(), reason="no ../shared/pprof-corpus")
+def test_real_profiles_decode_in_place_as_their_bytes_do() -> None:
+    for entry in CORPUS_PROFILES:
+        parts = kernels.split_profile(_gunzipped(entry.path.read_bytes()))
+        assert parts is not None, entry.name
+        _decoded_both_ways(parts, len(parts.sample_type))
+
+
+def test_messages_are_a_sequence_of_their_bytes() -> None:
+    sample_list = [([["main.a", "main.b"]], (1, 2, 3, 4), 0), ([["main.c"]], (5, 6, 7, 8), 64)]
+    raw = build(sample_list).serialize(compress=False)
+    parts = kernels.split_profile(raw)
+    assert parts is not None
+    view = profile_pb2.ProfileView()
+    view.ParseFromString(raw)
+    messages, expected = parts.sample, list(view.sample)
+    assert len(messages) == len(expected) == 2
+    assert list(messages) == expected
+    assert [messages[0], messages[-1]] == [expected[0], expected[-1]]
+    assert messages[::-1] == expected[::-1]
+    with pytest.raises(IndexError):
+        messages[2]
+    with pytest.raises(IndexError):
+        messages[-3]
+
+
+def test_spans_outside_the_data_are_refused() -> None:
+    assert kernels._C is not None
+    for bounds in ([0, 11], [5, 4], [-1, 2]):
+        with pytest.raises(ValueError, match="outside the data"):
+            kernels._C.decode_locations((b"0123456789", np.array(bounds, dtype=np.intp).data))
+    with pytest.raises(TypeError, match="pairs of intp"):
+        kernels._C.decode_samples((b"0123456789", bytearray(12)), 1)
