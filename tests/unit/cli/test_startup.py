@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from oomforensics.cli.main import COMMANDS, build_parser
 from tests.support.profiles import ProfileBuilder, heap_profile
 
@@ -72,6 +74,33 @@ def test_help_texts_have_no_literal_percent_escapes() -> None:
     (sub,) = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
     for name, parser in sub.choices.items():
         assert "%%" not in parser.format_help(), name
+
+
+def test_diff_imports_neither_the_text_output_nor_shutil_for_json(tmp_path: Path) -> None:
+    # The text renderer is for text output; shutil (and its compression modules) is what
+    # argparse imports to find the terminal's width, which the CLI's formatter finds itself.
+    base, new = heap_profile(tmp_path / "a.pb.gz", 0), heap_profile(tmp_path / "b.pb.gz", 1 << 20)
+    probe = ("shutil", "oomforensics.cli.render", "oomforensics.pprof.heaptext")
+    report = imported_by("diff", "--json", str(base), str(new), libraries=probe)
+    assert report == {"code": 0, "loaded": []}
+    assert imported_by("--version", libraries=probe) == {"code": 0, "loaded": []}
+    text = imported_by("diff", str(base), str(new), libraries=probe)
+    assert text["loaded"] == ["oomforensics.cli.render"]  # what text output needs, only
+
+
+def test_help_is_wrapped_as_argparse_wraps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for columns in ("52", "130", "", "0", "wide"):  # set, unset or unusable, as shutil reads it
+        monkeypatch.setenv("COLUMNS", columns)
+        parser = build_parser(["diff"])
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        diff_parser = sub.choices["diff"]
+        assert diff_parser.formatter_class is not argparse.HelpFormatter
+        ours = diff_parser.format_help()
+        diff_parser.formatter_class = argparse.HelpFormatter  # sized through shutil
+        assert ours == diff_parser.format_help(), columns
+    assert max(map(len, ours.splitlines())) <= 80 - 2
+    monkeypatch.setenv("COLUMNS", "52")
+    assert max(map(len, build_parser(["diff"]).format_help().splitlines())) <= 52 - 2
 
 
 def wide_profile(path: Path, functions: int) -> Path:
