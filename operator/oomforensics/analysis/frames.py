@@ -8,6 +8,7 @@ is where a leak's cause usually is.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 # The classifiers below are asked about every function of every snapshot of a series: a
@@ -62,6 +63,12 @@ def kinds(function: str) -> int:
     """What a name is, as flags: one cached answer per name for the classifiers below (each
     asked of ~10,000 names per snapshot; one cache lookup, not one per classifier)."""
     return name_kinds(function)
+
+
+def classify(names: Iterable[str]) -> None:
+    """Have `kinds` answer for each of these names from its cache."""
+    for name in names:
+        kinds(name)
 
 
 def is_application(function: str) -> bool:

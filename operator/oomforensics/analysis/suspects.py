@@ -26,8 +26,8 @@ from oomforensics.analysis.frames import (
     RUNTIME,
     SYMBOL,
     first_application_frame,
+    kinds,
     mechanism,
-    name_kinds,
 )
 from oomforensics.analysis.sampling import sample_variance
 from oomforensics.pprof.arrays import (
@@ -163,7 +163,9 @@ class StackGrowth(Mapping[Stack, tuple[int, int]]):
         `wanted` (by default: any of `flags` is set)."""
         table: NDArray[np.uint8] | None = self.memo.get(_KINDS)
         if table is None:
-            table = np.fromiter(map(name_kinds, self.names), np.uint8, len(self.names))
+            # Cached per name: a diff classifies its base's names while its new profile is
+            # still being decoded (cli/diff.py), and a series repeats its names.
+            table = np.fromiter(map(kinds, self.names), np.uint8, len(self.names))
             self.memo[_KINDS] = table
         masked = table & np.uint8(flags)
         mask: NDArray[np.bool_] = masked != 0 if wanted is None else masked == np.uint8(wanted)

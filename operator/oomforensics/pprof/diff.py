@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+from numpy.typing import NDArray
 
 from oomforensics.pprof.arrays import group_sum
 from oomforensics.pprof.errors import IncompatibleProfiles
@@ -99,12 +100,12 @@ def diff_profiles(
         base_total=base_total,
         new_total=new_total,
         report_total=_report_total(base, new, index, mode),
-        functions=tuple(pprof_order(functions)),
+        functions=tuple(functions),
     )
 
 
 def _changed_functions(base: Profile, new: Profile, index: int) -> list[FunctionValue]:
-    """Every function whose flat or cum differs between the profiles (in no order)."""
+    """Every function whose flat or cum differs between the profiles, in pprof's order."""
     base_flat, base_cum, base_present = base.samples.function_table(index)
     new_flat, new_cum, new_present = new.samples.function_table(index)
     if object in (base_flat.dtype, base_cum.dtype, new_flat.dtype, new_cum.dtype):
@@ -126,11 +127,20 @@ def _changed_functions(base: Profile, new: Profile, index: int) -> list[Function
     cum[translate[nodes]] += new_cum[nodes]
     changed = np.flatnonzero((flat != 0) | (cum != 0))
     names = list(table)
+    return _in_pprof_order([names[node] for node in changed.tolist()], flat[changed], cum[changed])
+
+
+def _in_pprof_order(
+    names: list[str], flat: NDArray[np.int64], cum: NDArray[np.int64]
+) -> list[FunctionValue]:
+    """`pprof_order` of the functions named `names` (distinct, so |cum| never decides):
+    sorted by name, then stably by |flat| descending, which a key per function in Python
+    took twice as long to do."""
+    by_name = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.intp)
+    order = by_name[np.argsort(-np.abs(flat[by_name]), kind="stable")]
     return [
-        FunctionValue(names[node], f, c)
-        for node, f, c in zip(
-            changed.tolist(), flat[changed].tolist(), cum[changed].tolist(), strict=True
-        )
+        FunctionValue(names[i], f, c)
+        for i, f, c in zip(order.tolist(), flat[order].tolist(), cum[order].tolist(), strict=True)
     ]
 
 
@@ -144,7 +154,7 @@ def _changed_functions_exactly(base: Profile, new: Profile, index: int) -> list[
         flat, cum = new_flat - base_flat, new_cum - base_cum
         if flat or cum:
             functions.append(FunctionValue(name, flat, cum))
-    return functions
+    return pprof_order(functions)
 
 
 def pair_sample_index(base: Profile, new: Profile, wanted: str | int | None) -> int:
