@@ -2,10 +2,12 @@
 snapshots, and the same first error, as reading them one after the other."""
 
 import os
+import select
 from pathlib import Path
 
 import pytest
 
+from oomforensics.analysis import frames
 from oomforensics.analysis.snapshot import Snapshot
 from oomforensics.cli import diff
 from oomforensics.cli.diff import load_snapshots
@@ -131,3 +133,31 @@ def garbled_hand_over(path: Path, shared: object) -> None:  # pragma: no cover -
     shared[64 : 64 + len(header)] = header
     shared[:16] = (64).to_bytes(8, "little") + len(header).to_bytes(8, "little")
     os._exit(0)
+
+
+def test_the_base_names_are_classified_while_the_child_decodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child decodes only once the parent has classified a slice of the base's names: the
+    # parent does that while the child is at work, then waits for it (and reads its result).
+    paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
+    go_on, wait = os.pipe()[::-1]
+    classified: list[tuple[str, ...]] = []
+
+    def classify(names: tuple[str, ...]) -> None:
+        classified.append(tuple(names))
+        os.write(go_on, b"x")
+
+    def decode_when_told(path: Path, shared: object) -> None:  # pragma: no cover - the child
+        select.select([wait], [], [], 60)  # bounded: without the parent's word, go on
+        real_decode(path, shared)
+
+    real_decode = diff._decode_for_parent
+    monkeypatch.setattr(frames, "classify", classify)
+    monkeypatch.setattr(diff, "_decode_for_parent", decode_when_told)
+    force_child(monkeypatch)
+    together = load_snapshots(paths)
+    assert classified == [together[0].profile.samples.names]
+    assert [s.profile for s in together] == [load_snapshot(p).profile for p in paths]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the child was waited for, once
