@@ -92,9 +92,31 @@ def test_small_profiles_are_read_here(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_no_child_on_a_busy_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = [profile(tmp_path / f"{i}.pb.gz", 4096 * (i + 1)) for i in range(2)]
     monkeypatch.setattr(diff, "_CHILD_FROM", 0)
-    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    monkeypatch.setattr(diff, "_runnable_now", lambda: 64)  # tasks runnable now
     monkeypatch.setattr(os, "fork", no_fork)
     assert [s.source for s in load_snapshots(paths)] == [str(p) for p in paths]
+
+
+def test_a_core_is_idle_by_what_runs_now_not_by_the_minutes_average(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.2, 0.8))  # just after a busy spell
+    monkeypatch.setattr(diff, "_runnable_now", lambda: 1)  # this process alone
+    assert diff._idle_core()
+    monkeypatch.setattr(diff, "_runnable_now", lambda: 2)
+    assert not diff._idle_core()
+    # Where the count is not known, the average decides.
+    monkeypatch.setattr(diff, "_runnable_now", lambda: None)
+    assert not diff._idle_core()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 1.2, 0.8))
+    assert diff._idle_core()
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="Linux's /proc/loadavg")
+def test_the_runnable_count_includes_this_process() -> None:
+    running = diff._runnable_now()
+    assert running is not None and running >= 1
 
 
 def test_a_snapshot_too_large_to_hand_over_is_read_here(
