@@ -114,7 +114,7 @@ def timed(*args, **kwargs):
 comparison.diff_profiles = timed  # the table inside compare_series, timed in place
 result = comparison.compare_series(snapshots, None)
 marks.append(("compare_series", wall(), cpu()))
-text = json_text(comparison.comparison_json(result))
+text = json_text(comparison.comparison_json(result, function_rows=False), result.heap.functions, {})
 marks.append(("JSON", wall(), cpu()))
 phases = {
     name: [w - w0, c - c0] for (_, w0, c0), (name, w, c) in zip(marks, marks[1:])

@@ -139,7 +139,11 @@ def memory_figures(snapshot: Snapshot, account: MemoryAccount) -> dict[str, int]
     return {**figures, **account.as_dict()}
 
 
-def comparison_json(comparison: Comparison, top: int | None = None) -> dict[str, Any]:
+def comparison_json(
+    comparison: Comparison, top: int | None = None, *, function_rows: bool = True
+) -> dict[str, Any]:
+    """The comparison as JSON values; without `function_rows`, "functions" is left empty for
+    the caller to write (the CLI writes 10,000 rows of them as text, not as objects)."""
     heap = comparison.heap
     functions = heap.functions if top is None else heap.functions[:top]
     return {
@@ -147,7 +151,11 @@ def comparison_json(comparison: Comparison, top: int | None = None) -> dict[str,
         "unit": heap.unit,
         "baseMode": heap.mode.value,
         "total": {"base": heap.base_total, "new": heap.new_total},
-        "functions": [{"name": f.name, "flat": f.flat, "cum": f.cum} for f in functions],
+        "functions": (
+            [{"name": f.name, "flat": f.flat, "cum": f.cum} for f in functions]
+            if function_rows
+            else []
+        ),
         "memory": {
             "base": comparison.memory.base,
             "new": comparison.memory.new,
