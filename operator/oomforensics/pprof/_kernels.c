@@ -990,16 +990,18 @@ static PyObject *function_table(PyObject *self, PyObject *args) {
 /* ---- call stacks ---- */
 
 PyDoc_STRVAR(translate_doc,
-"translate(table, nodes) -> translated or None\n\n"
-"table[node] for each of `nodes` (both int32), as a bytearray: np.take(table, nodes) without\n"
-"numpy's copy of the indices to intp first. None when a node is outside the table.");
+"translate(table, nodes, out=None) -> translated or None\n\n"
+"table[node] for each of `nodes` (both int32), as a bytearray, or written into `out` (a\n"
+"writable buffer of as many int32, returned): np.take(table, nodes) without numpy's copy of\n"
+"the indices to intp first. None when a node is outside the table (out is then left part\n"
+"written).");
 
 static PyObject *translate(PyObject *self, PyObject *args) {
-    PyObject *table_object, *nodes_object;
-    if (!PyArg_ParseTuple(args, "OO", &table_object, &nodes_object)) {
+    PyObject *table_object, *nodes_object, *out_object = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O", &table_object, &nodes_object, &out_object)) {
         return NULL;
     }
-    Py_buffer table, nodes;
+    Py_buffer table, nodes, given;
     Py_buffer *views[] = {&table, &nodes};
     if (views_of(2, views, (PyObject *[]){table_object, nodes_object},
                  (const Py_ssize_t[]){4, 4},
@@ -1007,12 +1009,25 @@ static PyObject *translate(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t size = table.len / 4, count = nodes.len / 4;
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, count * 4);
+    PyObject *out = NULL;
+    int32_t *translated = NULL;
+    int holding = 0;  /* a view of `out_object`, released after the loop */
+    if (out_object == Py_None) {
+        out = PyByteArray_FromStringAndSize(NULL, count * 4);
+        translated = out ? (int32_t *)PyByteArray_AS_STRING(out) : NULL;
+    } else if (PyObject_GetBuffer(out_object, &given, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0) {
+        holding = 1;
+        if (given.len == nodes.len) {
+            out = Py_NewRef(out_object);
+            translated = given.buf;
+        } else {
+            PyErr_SetString(PyExc_ValueError, "out: as many bytes as nodes expected");
+        }
+    }
     int status = out ? 0 : -1;
     if (status == 0) {
         const int32_t *by_node = table.buf;
         const int32_t *in = nodes.buf;
-        int32_t *translated = (int32_t *)PyByteArray_AS_STRING(out);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t k = 0; k < count; k++) {
             int32_t node = in[k];
@@ -1023,6 +1038,9 @@ static PyObject *translate(PyObject *self, PyObject *args) {
             translated[k] = by_node[node];
         }
         Py_END_ALLOW_THREADS
+    }
+    if (holding) {
+        PyBuffer_Release(&given);
     }
     release_views(2, views);
     return outcome(status, out);

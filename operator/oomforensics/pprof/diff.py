@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from oomforensics.pprof.arrays import group_sum
 from oomforensics.pprof.errors import IncompatibleProfiles
 from oomforensics.pprof.profile import Profile, SampleType, index_stacks
+from oomforensics.pprof.stacks import joint_names
 
 
 class BaseMode(StrEnum):
@@ -110,15 +111,13 @@ def _changed_functions(base: Profile, new: Profile, index: int) -> list[Function
     new_flat, new_cum, new_present = new.samples.function_table(index)
     if object in (base_flat.dtype, base_cum.dtype, new_flat.dtype, new_cum.dtype):
         return _changed_functions_exactly(base, new, index)  # Python ints: rare, slow, exact
-    # Both tables on one table of names (base's, then new's own), as int64: every figure is
-    # below 2**61 (see arrays), so no difference overflows.
-    table = {name: node for node, name in enumerate(base.samples.names)}
-    new_names = new.samples.names
-    translate = np.fromiter(
-        (table.setdefault(name, len(table)) for name in new_names), np.intp, len(new_names)
-    )
-    flat = np.zeros(len(table), dtype=np.int64)
-    cum = np.zeros(len(table), dtype=np.int64)
+    # Both tables on one table of names (base's, then new's own; the stack index's too), as
+    # int64: every figure is below 2**61 (see arrays), so no difference overflows.
+    joint = joint_names([base.samples, new.samples])
+    numbers = joint.numbers[1]
+    translate = np.arange(len(new.samples.names)) if numbers is None else numbers
+    flat = np.zeros(len(joint.names), dtype=np.int64)
+    cum = np.zeros(len(joint.names), dtype=np.int64)
     nodes = np.flatnonzero(base_present)
     flat[nodes] -= base_flat[nodes]
     cum[nodes] -= base_cum[nodes]
@@ -126,7 +125,7 @@ def _changed_functions(base: Profile, new: Profile, index: int) -> list[Function
     flat[translate[nodes]] += new_flat[nodes]  # names are distinct: no node twice
     cum[translate[nodes]] += new_cum[nodes]
     changed = np.flatnonzero((flat != 0) | (cum != 0))
-    names = list(table)
+    names = joint.names
     return _in_pprof_order([names[node] for node in changed.tolist()], flat[changed], cum[changed])
 
 

@@ -152,13 +152,16 @@ def function_table(
     )
 
 
-def translate(table: NDArray[np.int32], nodes: NDArray[np.int32]) -> NDArray[np.int32]:
-    """np.take(table, nodes), for int32 node ids (numpy first copies them to intp)."""
-    if _C is not None:
-        translated = _C.translate(_contiguous(table, np.int32), _contiguous(nodes, np.int32))
+def translate(
+    table: NDArray[np.int32], nodes: NDArray[np.int32], out: NDArray[np.int32] | None = None
+) -> NDArray[np.int32]:
+    """np.take(table, nodes, out=out), for int32 node ids (numpy first copies them to intp);
+    `out`, when given, is a contiguous int32 array of as many items as `nodes`."""
+    if _C is not None and (out is None or (out.flags.c_contiguous and out.dtype == np.int32)):
+        translated = _C.translate(_contiguous(table, np.int32), _contiguous(nodes, np.int32), out)
         if translated is not None:
-            return np.frombuffer(translated, dtype=np.int32)
-    result: NDArray[np.int32] = np.take(table, nodes)
+            return out if out is not None else np.frombuffer(translated, dtype=np.int32)
+    result: NDArray[np.int32] = np.take(table, nodes, out=out)
     return result
 
 

@@ -27,7 +27,7 @@ from oomforensics.pprof.fields import Messages
 from oomforensics.pprof.legacy import read_profile
 from oomforensics.pprof.model import Profile
 from oomforensics.pprof.profile import parse_profile
-from oomforensics.pprof.stacks import _multipliers, index_stacks
+from oomforensics.pprof.stacks import _multipliers, index_stacks, joint_names
 from oomforensics.pprof.vectorised import _decode_locations, _decode_samples
 from tests.support.gopprof import corpus, corpus_available
 from tests.unit.pprof.test_vectorised_decoding import (
@@ -408,3 +408,41 @@ def test_spans_outside_the_data_are_refused() -> None:
             kernels._C.decode_locations((b"0123456789", np.array(bounds, dtype=np.intp).data))
     with pytest.raises(TypeError, match="pairs of intp"):
         kernels._C.decode_samples((b"0123456789", bytearray(12)), 1)
+
+
+# --- frames translated into a joint table -------------------------------------------------------
+
+
+def test_translate_writes_into_the_array_it_is_given() -> None:
+    table = np.array([7, 5, 3], dtype=np.int32)
+    nodes = np.array([2, 0, 0, 1], dtype=np.int32)
+    joint = np.full(6, -9, dtype=np.int32)
+    got = kernels.translate(table, nodes, out=joint[1:5])
+    assert got.base is joint
+    assert joint.tolist() == [-9, 3, 7, 7, 5, -9]  # only its slice written
+    assert kernels.translate(table, nodes).tolist() == np.take(table, nodes).tolist()
+    with numpy_only():
+        assert kernels.translate(table, nodes, out=joint[:4]).tolist() == [3, 7, 7, 5]
+    assert kernels._C is not None
+    with pytest.raises(ValueError, match="as many"):
+        kernels._C.translate(table, nodes, np.zeros(3, dtype=np.int32))
+
+
+def test_a_diff_and_its_stack_index_share_one_table_of_names() -> None:
+    base = parse_profile(build([([["main.a"], ["main.main"]], (1, 2, 3, 4), 0)]).serialize())
+    new = parse_profile(build([([["main.b"], ["main.a"]], (5, 6, 7, 8), 0)]).serialize())
+    joint = joint_names([base.samples, new.samples])
+    assert joint is joint_names([base.samples, new.samples])  # kept with the base
+    index = index_stacks([base.samples, new.samples])
+    assert index.names == joint.names
+    assert joint.names[: len(base.samples.names)] == base.samples.names
+    assert set(joint.names) == set(base.samples.names) | set(new.samples.names)
+    numbers = joint.numbers[1]
+    assert numbers is not None
+    assert [joint.names[k] for k in numbers.tolist()] == list(new.samples.names)
+    stacks = {index.stack(g) for g in range(len(index))}
+    assert len(stacks) == len(index) == 2
+    assert stacks == {
+        *(base.samples.stack(i) for i in range(len(base.samples))),
+        *(new.samples.stack(i) for i in range(len(new.samples))),
+    }
