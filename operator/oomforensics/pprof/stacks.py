@@ -127,19 +127,19 @@ def joint_names(parts: Sequence[Samples]) -> JointNames:
         ):
             result: JointNames = kept
             return result
-    table = {name: i for i, name in enumerate(parts[0].names)}
+    first = parts[0].names
+    table = dict(zip(first, range(len(first)), strict=True))
     numbers: list[NDArray[np.int32] | None] = []
     for part in parts:
-        if part.names == parts[0].names or not part.frames.size:
+        if part.names == first or not part.frames.size:
             numbers.append(None)
             continue
-        numbers.append(
-            np.fromiter(
-                (table.setdefault(name, len(table)) for name in part.names),
-                dtype=np.int32,
-                count=len(part.names),
-            )
-        )
+        # Looked up in C; only the names the table does not have yet are added, in order.
+        found = list(map(table.get, part.names))
+        if None in found:
+            for k in [k for k, number in enumerate(found) if number is None]:
+                found[k] = table.setdefault(part.names[k], len(table))
+        numbers.append(np.array(found, dtype=np.int32))
     joint = JointNames(tuple(table), tuple(numbers))
     parts[0].memo.setdefault(_NAMES, []).append((tuple(parts), joint))
     return joint
