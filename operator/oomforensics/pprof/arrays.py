@@ -23,9 +23,15 @@ FLOAT_EXACT = float(2**52)  # below this, float64 sums of integers are exact
 
 def exact_values(values: NDArray[np.int64]) -> IntArray:
     """`values` itself when int64 cannot overflow in any sum of a column; else Python ints."""
-    if values.size and _bound(values).max() >= _INT64_SAFE:
-        return values.astype(object)
-    return values
+    return exact_values_and_bounds(values)[0]
+
+
+def exact_values_and_bounds(values: NDArray[np.int64]) -> tuple[IntArray, NDArray[np.float64]]:
+    """`exact_values` and the `column_bounds` of the values, which it computes on the way."""
+    bounds = column_bounds(values)
+    if bounds.size and bounds.max() >= _INT64_SAFE:
+        return values.astype(object), bounds
+    return values, bounds
 
 
 def column_bounds(values: IntArray) -> NDArray[np.float64]:

@@ -56,12 +56,13 @@ class Samples:
         offsets: Index,
         frames: NDArray[np.int32],
         values: IntArray,
+        bounds: NDArray[np.float64] | None = None,  # column_bounds(values), when known
     ) -> None:
         self.names: tuple[str, ...] = tuple(names)
         self.offsets = offsets
         self.frames = frames
         self.values = values
-        self.bounds = column_bounds(values)
+        self.bounds = column_bounds(values) if bounds is None else bounds
         self._memo: dict[str, Any] = {}
 
     @classmethod

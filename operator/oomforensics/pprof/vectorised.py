@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from oomforensics.pprof import kernels, wire
 from oomforensics.pprof.arrays import (
     all_distinct,
-    exact_values,
+    exact_values_and_bounds,
     expand_ranges,
     segment_ids,
     unique_inverse,
@@ -75,7 +75,8 @@ def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
             raw, locations, location_frames, pruned, pruned_beneath
         )
         values = raw.values
-    return header.profile(view, Samples(nodes, frame_offsets, frames, exact_values(values)))
+    exact, bounds = exact_values_and_bounds(values)
+    return header.profile(view, Samples(nodes, frame_offsets, frames, exact, bounds))
 
 
 def _frames_at_once(
