@@ -7,17 +7,19 @@ command for every run made `--version` take 2.2 s; now a command costs only what
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from oomforensics import __version__
 from oomforensics.errors import OomForensicsError
+
+if TYPE_CHECKING:  # imported by build_parser: a diff starts reading its files before (10 ms)
+    import argparse
 
 # name -> (module, one-line help). The help lines are repeated here (not read from the
 # modules) so that `oomforensics --help` imports no command; a test keeps them in step.
@@ -53,49 +55,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, told the terminal's width: left to find it, argparse
-    imports shutil, and shutil its compression modules (5 ms), for every command line."""
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        width = _terminal_columns() - 2 if width is None else width
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-def _terminal_columns() -> int:
-    """shutil.get_terminal_size()'s columns: $COLUMNS, else the terminal's, else 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 80
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser with `_Formatter`; the commands' parsers are made of this class too."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given the command line, only the chosen command's module is imported
     (the others are listed by name and help line). Without it, every command is built."""
-    parser = _Parser(prog="oomforensics", description="Out-of-memory forensics for Go services.")
+    from oomforensics.cli.parsing import Parser
+
+    parser = Parser(prog="oomforensics", description="Out-of-memory forensics for Go services.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    # The commands' parsers are _Parsers, which the commands take as the ArgumentParsers
+    # The commands' parsers are Parsers, which the commands take as the ArgumentParsers
     # they are (typeshed's action is invariant in its parser class).
     commands: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
         dest="command", required=True, metavar="COMMAND"

@@ -147,3 +147,12 @@ def test_the_console_script_ends_a_diff_with_all_its_output_and_its_code(tmp_pat
     assert missing.returncode == 1
     assert missing.stderr.startswith("oomforensics: error: ")
     assert "missing.pb.gz" in missing.stderr
+
+
+def test_the_console_script_module_leaves_argparse_for_later() -> None:
+    # A diff starts reading its profiles in entry(), before the parser (and argparse, 10 ms
+    # of imports) is built.
+    probe = "import sys, oomforensics.cli.main; print('argparse' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
