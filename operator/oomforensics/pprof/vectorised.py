@@ -23,7 +23,7 @@ from oomforensics.pprof.arrays import (
     segment_ids,
     unique_inverse,
 )
-from oomforensics.pprof.fields import ProfileFields
+from oomforensics.pprof.fields import Messages, ProfileFields
 from oomforensics.pprof.header import Header
 from oomforensics.pprof.model import Index, Profile, Samples
 from oomforensics.pprof.pruning import compile_pattern, prune_samples, prunes, unnamed
@@ -61,22 +61,30 @@ def build_vectorised(view: ProfileFields, original: bytes) -> Profile:
     """Decode all samples at once (the C kernels, else numpy); raises wire.Unsupported or
     InvalidProfile to hand over to the careful decoder."""
     width = len(view.sample_type)
-    lines = kernels.decode_locations(view.location)
-    locations = _Locations(*lines) if lines else _decode_locations(list(view.location))
+    location_messages = _in_place_or_listed(view.location)
+    lines = kernels.decode_locations(location_messages)
+    locations = _Locations(*lines) if lines else _decode_locations(list(location_messages))
     header = Header(view, original)
     nodes, location_frames, pruned, pruned_beneath = _name_locations(view, header, locations)
-    at_once = _frames_at_once(view.sample, width, locations, location_frames, pruned_beneath)
+    sample_messages = _in_place_or_listed(view.sample)
+    at_once = _frames_at_once(sample_messages, width, locations, location_frames, pruned_beneath)
     if at_once is not None:
         frame_offsets, frames, values = at_once
     else:
-        decoded = kernels.decode_samples(view.sample, width)
-        raw = _RawSamples(*decoded) if decoded else _decode_samples(list(view.sample), width)
+        decoded = kernels.decode_samples(sample_messages, width)
+        raw = _RawSamples(*decoded) if decoded else _decode_samples(list(sample_messages), width)
         frame_offsets, frames = _sample_frames(
             raw, locations, location_frames, pruned, pruned_beneath
         )
         values = raw.values
     exact, bounds = exact_values_and_bounds(values)
     return header.profile(view, Samples(nodes, frame_offsets, frames, exact, bounds))
+
+
+def _in_place_or_listed(messages: Sequence[bytes]) -> Sequence[bytes]:
+    """The C split's messages as they are (spans of the profile's bytes); upb's as a list,
+    made once for every step that reads them."""
+    return messages if isinstance(messages, Messages | list) else list(messages)
 
 
 def _frames_at_once(
