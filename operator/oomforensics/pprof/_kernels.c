@@ -670,9 +670,9 @@ static int line_function(const uint8_t *p, const uint8_t *end, uint64_t *functio
 
 PyDoc_STRVAR(decode_locations_doc,
 "decode_locations(messages) -> (ids, mapping_ids, line_offsets, function_ids) or None\n\n"
-"Of encoded Location messages (a list of bytes, or (data, bounds)): each location's id and mapping id (uint64), where its lines start (intp, one past the last\n"
-"too) and each line's function id (uint64), as bytearrays; None when an encoding is not one\n"
-"this decoder takes.");
+"Of encoded Location messages (a list of bytes, or (data, bounds)): each location's id and\n"
+"mapping id (uint64), where its lines start (intp, one past the last too) and each line's\n"
+"function id (uint64), as bytearrays; None when an encoding is not one this decoder takes.");
 
 static PyObject *decode_locations(PyObject *self, PyObject *args) {
     PyObject *messages_object;
